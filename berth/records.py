@@ -1,0 +1,124 @@
+"""Records that travel through etcd as JSON, parsed once where they enter.
+
+The controller writes ``ContainerSpec`` (under /berth/assign/) and reads
+``ContainerStatus``; the agent does the reverse. ``NodeRecord`` is written by
+the agent under its lease. ``Endpoint`` is what peers program into their
+neighbour/FDB tables and DNS. See keyspace.py for where each one lives.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ContainerState = Literal["pending", "created", "running", "exited", "failed", "unknown"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> _Record:
+        return cls.model_validate_json(raw)
+
+
+class NetworkAttachment(_Record):
+    """One container's place on one network, decided by the controller (IPAM)."""
+
+    network: str
+    driver: str
+    ip: str = ""           # address inside the subnet, no prefix length
+    prefixlen: int = 0
+    gateway: str = ""
+    mac: str = ""
+    vni: int = 0
+    aliases: tuple[str, ...] = ()
+
+
+class ContainerSpec(_Record):
+    """What the scheduler placed on a node: enough to run the container."""
+
+    name: str
+    service: str
+    node: str
+    image: str
+    command: tuple[str, ...] | None = None      # overrides the image's Cmd
+    entrypoint: tuple[str, ...] | None = None   # overrides the image's Entrypoint
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    networks: tuple[NetworkAttachment, ...] = ()
+    generation: int = 1
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> ContainerSpec:
+        return cls.model_validate_json(raw)
+
+
+class ContainerStatus(_Record):
+    """What the agent observed, written only by the agent running the container."""
+
+    name: str
+    node: str
+    state: ContainerState
+    pid: int = 0
+    exit_code: int | None = None
+    started_at: str = ""     # RFC 3339, UTC
+    finished_at: str = ""
+    error: str = ""
+    restarts: int = 0
+    networks: dict[str, str] = Field(default_factory=dict)   # network -> ip
+    generation: int = 0
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> ContainerStatus:
+        return cls.model_validate_json(raw)
+
+
+class NodeRecord(_Record):
+    """A node as its agent announces it, attached to the agent's lease."""
+
+    name: str
+    address: str              # underlay IP
+    agent_addr: str           # host:port of the agent's gRPC API
+    vtep_mac: str = ""
+    mtu: int = 1500
+    cpus: int = 0
+    memory_bytes: int = 0
+    started_at: str = ""
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> NodeRecord:
+        return cls.model_validate_json(raw)
+
+
+class Endpoint(_Record):
+    """A running container's address on one network, as peers must program it."""
+
+    network: str
+    container: str
+    service: str
+    node: str
+    ip: str
+    mac: str
+    host_ip: str              # the node's underlay IP (VTEP)
+    aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> Endpoint:
+        return cls.model_validate_json(raw)
+
+
+class ImageRecord(_Record):
+    """An image the cluster knows, by reference, with its content digest."""
+
+    ref: str
+    digest: str               # sha256:... of the tar the controller holds
+    size: int
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> ImageRecord:
+        return cls.model_validate_json(raw)

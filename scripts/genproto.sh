@@ -1,0 +1,8 @@
+#!/bin/sh
+# Regenerate the committed protobuf/gRPC stubs. CI runs this and fails on any diff.
+set -eu
+cd "$(dirname "$0")/.."
+python -m grpc_tools.protoc -I . \
+  --python_out=. --pyi_out=. --grpc_python_out=. \
+  protos/common.proto protos/controller.proto protos/agent.proto \
+  protos/etcd/kv.proto protos/etcd/rpc.proto
