@@ -1,0 +1,103 @@
+"""Agent configuration: command-line flags, optionally backed by a JSON file.
+
+The JSON file follows Docker's daemon.json shape for the parts berth honours:
+``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``.
+Called by agent.main; everything else receives the frozen ``AgentConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import UserError
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    listen: str
+    etcd: str
+    controller: str
+    underlay_ip: str
+    underlay_dev: str
+    state_dir: Path
+    runtime_bin: str
+    runtime_root: Path
+    cgroup_parent: str
+    lease_ttl: int = 10
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="berth-agent", description="berth node agent")
+    p.add_argument("--node", default=socket.gethostname(), help="node name (default: hostname)")
+    p.add_argument("--listen", default="0.0.0.0:7071", help="gRPC listen address")
+    p.add_argument("--etcd", default="127.0.0.1:2379", help="etcd client endpoint host:port")
+    p.add_argument("--controller", default="", help="controller address, for image pulls")
+    p.add_argument("--underlay-ip", required=True, help="this host's address on the underlay")
+    p.add_argument("--underlay-dev", default="eth0", help="the underlay interface")
+    p.add_argument("--state-dir", default="/var/lib/berth/agent", type=Path)
+    p.add_argument("--runtime", default=None, help="OCI runtime name or path (default runc)")
+    p.add_argument("--runtime-root", default="/run/berth/runc", type=Path)
+    p.add_argument("--cgroup-parent", default="berth")
+    p.add_argument("--lease-ttl", default=10, type=int)
+    p.add_argument("--config", default=None, type=Path, help="daemon.json-style config file")
+    p.add_argument("--etcd-ca", default=None)
+    p.add_argument("--etcd-cert", default=None)
+    p.add_argument("--etcd-key", default=None)
+    return p
+
+
+def _runtime_from_file(path: Path, wanted: str | None) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read agent config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: agent config must be a JSON object")
+    name = wanted or data.get("default-runtime")
+    runtimes = data.get("runtimes", {})
+    if name and isinstance(runtimes, dict) and name in runtimes:
+        entry = runtimes[name]
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise UserError(f"{path}: runtimes.{name}.path: must be a string")
+        return str(entry["path"])
+    return name if isinstance(name, str) else None
+
+
+def resolve_runtime(name: str) -> str:
+    """A runtime name (``runc``) or path, checked to exist: a missing runtime is a user error."""
+    found = shutil.which(name)
+    if found is None:
+        raise UserError(f"OCI runtime {name!r} not found on PATH")
+    return found
+
+
+def parse(argv: list[str] | None = None) -> AgentConfig:
+    ns = _parser().parse_args(argv)
+    runtime = ns.runtime
+    if ns.config is not None:
+        runtime = _runtime_from_file(ns.config, runtime)
+    return AgentConfig(
+        node=ns.node,
+        listen=ns.listen,
+        etcd=ns.etcd,
+        controller=ns.controller,
+        underlay_ip=ns.underlay_ip,
+        underlay_dev=ns.underlay_dev,
+        state_dir=ns.state_dir,
+        runtime_bin=resolve_runtime(runtime or "runc"),
+        runtime_root=ns.runtime_root,
+        cgroup_parent=ns.cgroup_parent,
+        lease_ttl=ns.lease_ttl,
+        etcd_ca=ns.etcd_ca,
+        etcd_cert=ns.etcd_cert,
+        etcd_key=ns.etcd_key,
+    )

@@ -1,0 +1,131 @@
+"""berth-agent: the node agent's entry point and task wiring.
+
+Starts the runtime (adopting containers left running by a previous agent),
+registers the node under a lease, serves the agent gRPC API and runs the
+reconcile loop with its assignment watch. Only ``main`` exits the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from berth.errors import BerthError, UserError
+from berth.etcd import Etcd3Client
+from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
+
+from agent import config as agent_config
+from agent.reconcile import Reconciler
+from agent.registration import Registration, node_record
+from agent.runtime.containers import Runtime
+from agent.server import AgentService
+
+log = logging.getLogger("berth.agent")
+
+
+class ImagePuller:
+    """Fetches an image archive the node lacks from the controller, then loads it."""
+
+    def __init__(self, controller: str, runtime: Runtime, scratch: Path) -> None:
+        self._controller = controller
+        self._runtime = runtime
+        self._scratch = scratch
+
+    async def __call__(self, ref: str) -> None:
+        if not self._controller:
+            return
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".tar")
+        try:
+            async with grpc.aio.insecure_channel(self._controller) as channel:
+                stub = controller_pb2_grpc.ControllerStub(channel)
+                with os.fdopen(fd, "wb") as out:
+                    async for chunk in stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref)):
+                        if chunk.WhichOneof("frame") == "data":
+                            out.write(chunk.data)
+            await asyncio.to_thread(self._runtime.images.load, Path(tmp))
+        except grpc.aio.AioRpcError as exc:
+            log.warning("pull %s from controller failed: %s", ref, exc.details())
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
+    server = grpc.aio.server()
+    agent_pb2_grpc.add_AgentServicer_to_server(AgentService(runtime, cfg.state_dir / "tmp"), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(cfg.listen) == 0:
+        raise UserError(f"cannot listen on {cfg.listen}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    return server
+
+
+async def run(cfg: agent_config.AgentConfig) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(
+        state_dir=cfg.state_dir,
+        runtime_root=cfg.runtime_root,
+        cgroup_parent=cfg.cgroup_parent,
+        runtime_bin=cfg.runtime_bin,
+    )
+    etcd = Etcd3Client(
+        cfg.etcd, ca_cert=cfg.etcd_ca, cert_cert=cfg.etcd_cert, cert_key=cfg.etcd_key
+    )
+    async with etcd:
+        server = await _serve(cfg, runtime)
+        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen)
+        registration = Registration(etcd, record, cfg.lease_ttl)
+        puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
+        reconciler = Reconciler(etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [
+            asyncio.create_task(registration.run(), name="registration"),
+            asyncio.create_task(reconciler.run(), name="reconcile"),
+            asyncio.create_task(reconciler.watch(), name="watch"),
+        ]
+        log.info("agent %s serving on %s", cfg.node, cfg.listen)
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        # Containers are deliberately left running: that is live-restore.
+        for task in [waiter, *tasks]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop(grace=1)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("BERTH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = agent_config.parse(argv)
+        asyncio.run(run(cfg))
+    except UserError as exc:
+        print(f"berth-agent: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except BerthError as exc:
+        print(f"berth-agent: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

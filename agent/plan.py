@@ -1,0 +1,60 @@
+"""Pure diff of desired containers (assignments) against actual ones (runtime).
+
+The reconciler calls ``plan`` on every pass with fresh facts and carries out the
+actions it returns; nothing here touches etcd or the kernel, so the table of
+cases is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from berth.records import ContainerSpec
+
+
+class Verb(enum.Enum):
+    CREATE = "create"          # not on this node yet: create and start
+    RECREATE = "recreate"      # spec changed, or stuck half-made: delete then create
+    DELETE = "delete"          # no longer assigned here
+    KEEP = "keep"              # nothing to do but report status
+
+
+@dataclass(frozen=True)
+class Actual:
+    """What the runtime reports for one container, reduced to what planning needs."""
+
+    name: str
+    state: str
+    spec: ContainerSpec | None
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: Verb
+    name: str
+    spec: ContainerSpec | None
+
+
+def _needs_recreate(want: ContainerSpec, have: Actual) -> bool:
+    if have.spec is None or have.spec != want:
+        return True
+    # "created" outside an agent pass means we crashed between create and start:
+    # its network may be half-made, so start over rather than guess.
+    return have.state == "created"
+
+
+def plan(desired: Mapping[str, ContainerSpec], actual: Mapping[str, Actual]) -> list[Action]:
+    actions: list[Action] = []
+    for name in sorted(set(desired) | set(actual)):
+        want, have = desired.get(name), actual.get(name)
+        if want is None:
+            actions.append(Action(Verb.DELETE, name, None))
+        elif have is None:
+            actions.append(Action(Verb.CREATE, name, want))
+        elif _needs_recreate(want, have):
+            actions.append(Action(Verb.RECREATE, name, want))
+        else:
+            actions.append(Action(Verb.KEEP, name, want))
+    return actions

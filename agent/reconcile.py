@@ -1,0 +1,207 @@
+"""The agent's level-triggered reconcile loop.
+
+Each pass lists this node's assignments from etcd and the containers the runtime
+finds on the host, derives actions with ``plan.plan`` and carries them out: one
+container's work in order, different containers concurrently (kopf's per-object
+workers). A watch on /berth/assign/<node>/ only wakes the loop; a periodic tick
+notices exits that conmon recorded. Status is written back only when it changed,
+and everything is re-written after a restart. Called by agent.main.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from berth import keyspace
+from berth.etcd import Etcd3Client
+from berth.records import ContainerSpec, ContainerStatus
+
+from agent.plan import Action, Actual, Verb, plan
+from agent.runtime.containers import Container, Runtime
+
+log = logging.getLogger(__name__)
+
+RESYNC_PERIOD = 1.0
+MAX_BACKOFF = 30.0
+
+ImagePuller = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    not_before: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Reconciler:
+    etcd: Etcd3Client
+    runtime: Runtime
+    node: str
+    pull_image: ImagePuller
+    hooks: ContainerHooks | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _written: dict[str, ContainerStatus] = field(default_factory=dict)
+    _backoff: dict[str, _Backoff] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _revision: int = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled; an unexpected error just means another pass."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile pass failed; full resync next pass")
+                self._written.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=RESYNC_PERIOD)
+            except TimeoutError:
+                pass
+
+    async def watch(self) -> None:
+        """Turn assignment changes into wake-ups; the pass itself re-reads everything."""
+        prefix = keyspace.assign_prefix(self.node)
+        while self._revision == 0:
+            await asyncio.sleep(0.05)
+        async for _event in self.etcd.watch_prefix(prefix, start_revision=self._revision + 1):
+            self.wake()
+
+    async def sync_once(self) -> None:
+        listing = await self.etcd.get_prefix(keyspace.assign_prefix(self.node))
+        if self._revision == 0:
+            self._revision = listing.revision
+        desired = {}
+        for value, meta in listing.items:
+            spec = ContainerSpec.loads(value)
+            desired[keyspace.last_segment(meta.key)] = spec
+        containers = {c.name: c for c in await self.runtime.list()}
+        actual = {n: Actual(n, c.state, c.spec) for n, c in containers.items()}
+        actions = plan(desired, actual)
+        await asyncio.gather(*(self._carry_out(a) for a in actions))
+        await self._delete_orphan_statuses(set(desired))
+
+    async def _carry_out(self, action: Action) -> None:
+        lock = self._locks.setdefault(action.name, asyncio.Lock())
+        async with lock:
+            try:
+                await self._act(action)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("container %s: %s failed", action.name, action.verb.value)
+                if action.spec is not None:
+                    self._note_failure(action.name, exc)
+                    await self._write_status(self._failed_status(action.spec))
+
+    async def _act(self, action: Action) -> None:
+        if action.verb is Verb.DELETE:
+            await self._delete(action.name)
+            return
+        assert action.spec is not None
+        if action.verb is Verb.RECREATE:
+            await self._delete(action.name, keep_status=True)
+        if action.verb in (Verb.CREATE, Verb.RECREATE):
+            if not self._may_try(action.name):
+                return
+            await self._create(action.spec)
+        container = await self.runtime.state(action.name)
+        await self._write_status(self._status_of(action.spec, container))
+
+    async def _create(self, spec: ContainerSpec) -> None:
+        from agent.runtime.errors import ImageNotFound
+
+        if not self.runtime.images.has(spec.image):
+            await self.pull_image(spec.image)
+            if not self.runtime.images.has(spec.image):
+                raise ImageNotFound(f"image {spec.image!r} is not available on node {self.node}")
+        container = await self.runtime.create(spec)
+        try:
+            if self.hooks is not None:
+                await self.hooks.before_start(spec, container)
+            await self.runtime.start(spec.name)
+        except BaseException:
+            await self.runtime.delete(spec.name)
+            raise
+        self._backoff.pop(spec.name, None)
+
+    async def _delete(self, name: str, *, keep_status: bool = False) -> None:
+        if self.hooks is not None:
+            await self.hooks.after_stop(name)
+        await self.runtime.delete(name)
+        self._backoff.pop(name, None)
+        if not keep_status:
+            await self.etcd.delete(keyspace.status(name))
+            self._written.pop(name, None)
+            self._locks.pop(name, None)
+
+    def _may_try(self, name: str) -> bool:
+        b = self._backoff.get(name)
+        return b is None or time.monotonic() >= b.not_before
+
+    def _note_failure(self, name: str, exc: Exception) -> None:
+        b = self._backoff.setdefault(name, _Backoff())
+        b.failures += 1
+        b.not_before = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2**b.failures)
+        b.error = str(exc) or type(exc).__name__
+
+    def _failed_status(self, spec: ContainerSpec) -> ContainerStatus:
+        b = self._backoff.get(spec.name, _Backoff())
+        return ContainerStatus(
+            name=spec.name, node=self.node, state="failed", error=b.error,
+            generation=spec.generation,
+        )
+
+    def _status_of(self, spec: ContainerSpec, c: Container) -> ContainerStatus:
+        if c.state in ("created", "stopped", "deleted") and spec.name in self._backoff:
+            return self._failed_status(spec)
+        state = "exited" if c.state == "stopped" else c.state
+        networks = {a.network: a.ip for a in spec.networks if a.ip}
+        return ContainerStatus(
+            name=spec.name, node=self.node, state=state,  # type: ignore[arg-type]
+            pid=c.pid or 0, exit_code=c.exit_code, started_at=c.started_at or "",
+            finished_at=c.finished_at or "", error=c.error or "", networks=networks,
+            generation=spec.generation,
+        )
+
+    async def _write_status(self, status: ContainerStatus) -> None:
+        if self._written.get(status.name) == status:
+            return
+        await self.etcd.put(keyspace.status(status.name), status.dumps())
+        self._written[status.name] = status
+
+    async def _delete_orphan_statuses(self, desired: set[str]) -> None:
+        """Status keys this node wrote for containers no longer assigned to it."""
+        listing = await self.etcd.get_prefix(keyspace.STATUS)
+        for value, meta in listing.items:
+            name = keyspace.last_segment(meta.key)
+            if name in desired:
+                continue
+            try:
+                status = ContainerStatus.loads(value)
+            except ValueError:
+                continue
+            if status.node == self.node:
+                await self.etcd.delete(meta.key)
+                self._written.pop(name, None)
+
+
+class ContainerHooks:
+    """Work around a container's start and stop that is not the runtime's (networks, DNS)."""
+
+    async def before_start(self, spec: ContainerSpec, container: Container) -> None:
+        """Runs between create and start: the netns exists and nothing runs in it yet."""
+
+    async def after_stop(self, name: str) -> None:
+        """Runs before the runtime deletes the container."""

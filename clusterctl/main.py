@@ -1,0 +1,217 @@
+"""clusterctl: the command line for berth (kubectl- and docker-shaped verbs).
+
+Each command is a thin wrapper: parse flags, call the controller over gRPC (or
+the lab module), render. Errors become one line on stderr and a non-zero exit;
+only ``main`` exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from berth.errors import UserError
+from protos import common_pb2, controller_pb2
+
+from clusterctl import output
+from clusterctl.client import CtlError, connect
+from clusterctl.lab_cli import lab_app
+from clusterctl.waiting import wait_for_services
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Drive a berth cluster.")
+image_app = typer.Typer(no_args_is_help=True, help="Manage images.")
+app.add_typer(lab_app, name="lab")
+app.add_typer(image_app, name="image")
+
+err = Console(stderr=True)
+out = Console()
+KINDS = ("nodes", "networks", "services", "containers")
+_ALIASES = {k[:-1]: k for k in KINDS} | {"node": "nodes", "no": "nodes", "svc": "services",
+                                         "net": "networks", "ctr": "containers"}
+_state: dict[str, str | None] = {"controller": None}
+
+ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def _kind(word: str) -> str:
+    kind = _ALIASES.get(word.lower(), word.lower())
+    if kind not in KINDS:
+        raise CtlError(f"unknown kind {word!r} (expected one of: {', '.join(KINDS)})")
+    return kind
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CtlError(f"{path}: {exc.strerror}") from exc
+
+
+@app.callback()
+def _root(controller: ControllerOpt = None) -> None:
+    _state["controller"] = controller
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Option("-f", "--filename", help="manifest file")],
+    wait: Annotated[bool, typer.Option("--wait", help="wait until every service runs")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 180.0,
+) -> None:
+    """Create or update what FILE describes."""
+    data = _read(file)
+
+    async def go() -> None:
+        async with connect(_state["controller"]) as stub:
+            req = controller_pb2.ApplyRequest(source=str(file), manifest=data, dry_run=dry_run)
+            resp = await stub.Apply(req)
+            for obj in resp.objects:
+                suffix = " (dry run)" if dry_run else ""
+                out.print(f"{obj.kind.lower()}/{obj.name} {obj.action}{suffix}")
+            services = [o.name for o in resp.objects if o.kind == "Service"]
+            if wait and not dry_run and services:
+                await wait_for_services(stub, services, timeout, err)
+
+    _run(go())
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="nodes|networks|services|containers")],
+    name: Annotated[str | None, typer.Argument()] = None,
+    fmt: Annotated[str, typer.Option("-o", "--output", help="table|wide|json|yaml")] = "table",
+) -> None:
+    """List objects with their desired and observed state."""
+    kind = _kind(kind)
+    if fmt not in ("table", "wide", "json", "yaml"):
+        raise CtlError(f"unknown output format {fmt!r} (expected table, wide, json or yaml)")
+
+    async def go() -> None:
+        async with connect(_state["controller"]) as stub:
+            resp = await stub.Get(controller_pb2.GetRequest(kind=kind, name=name or ""))
+        output.render(kind, output.rows(kind, resp), fmt, out)
+
+    _run(go())
+
+
+@app.command()
+def delete(
+    kind: Annotated[str | None, typer.Argument()] = None,
+    name: Annotated[str | None, typer.Argument()] = None,
+    file: Annotated[Path | None, typer.Option("-f", "--filename")] = None,
+) -> None:
+    """Delete what FILE describes, or one object by KIND NAME."""
+    if file is not None:
+        req = controller_pb2.DeleteRequest(source=str(file), manifest=_read(file))
+    elif kind and name:
+        req = controller_pb2.DeleteRequest(kind=_kind(kind), name=name)
+    else:
+        raise CtlError("delete needs -f FILE or KIND NAME")
+
+    async def go() -> None:
+        async with connect(_state["controller"]) as stub:
+            resp = await stub.Delete(req)
+        for obj in resp.objects:
+            out.print(f"{obj.kind.lower()}/{obj.name} {obj.action}")
+
+    _run(go())
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    container: Annotated[str, typer.Argument()],
+    command: Annotated[list[str], typer.Argument(help="command and its arguments, after --")],
+) -> None:
+    """Run a command in a running container; exit with the command's code."""
+
+    async def go() -> int:
+        async with connect(_state["controller"]) as stub:
+            req = common_pb2.ExecRequest(container=container, argv=command)
+            code = 125
+            async for frame in stub.Exec(req):
+                which = frame.WhichOneof("frame")
+                if which == "stdout":
+                    sys.stdout.buffer.write(frame.stdout)
+                    sys.stdout.buffer.flush()
+                elif which == "stderr":
+                    sys.stderr.buffer.write(frame.stderr)
+                    sys.stderr.buffer.flush()
+                elif which == "exit_code":
+                    code = frame.exit_code
+            return code
+
+    try:
+        code = _run(go())
+    except CtlError as exc:
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(125) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def logs(
+    container: Annotated[str, typer.Argument()],
+    tail: Annotated[int | None, typer.Option("--tail", help="last N lines")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+    timestamps: Annotated[bool, typer.Option("-t", "--timestamps/--no-timestamps")] = True,
+) -> None:
+    """Print a container's output, with timestamps."""
+
+    async def go() -> None:
+        async with connect(_state["controller"]) as stub:
+            req = common_pb2.LogsRequest(container=container, follow=follow)
+            if tail is not None:
+                req.tail = tail
+            async for entry in stub.Logs(req):
+                stream = sys.stderr if entry.stream == "stderr" else sys.stdout
+                prefix = f"{entry.time} " if timestamps else ""
+                stream.write(prefix + entry.line.decode(errors="replace") + "\n")
+                stream.flush()
+
+    _run(go())
+
+
+@image_app.command("load")
+def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-layout tar")]) -> None:
+    """Load an image archive into the cluster; every node gets it."""
+    from clusterctl.images import load_image
+
+    refs = _run(load_image(_state["controller"], file))
+    for ref in refs:
+        out.print(f"Loaded image: {ref}")
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install what berth needs on a fresh Debian 12 machine (as root): system packages,
+# then a virtualenv at .venv with berth and its test tools. Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+PKGS="etcd-server runc conmon iptables iproute2 busybox-static iperf3 dnsutils procps python3-venv python3-dev gcc"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# Debian's etcd-server package may start a system etcd; berth starts its own on its own ports.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
