@@ -1,11 +1,13 @@
 """A thin asyncio etcd v3 client over our own wire-compatible stubs (protos/etcd).
 
 python-etcd3's method names: put, get, get_prefix, delete, delete_prefix,
-transaction, lease, watch_prefix. See client.py.
+transaction, lease, watch_prefix. See client.py; transaction builders in txn.py,
+errors in errors.py.
 """
 
 from __future__ import annotations
 
+from berth.etcd import txn
 from berth.etcd.client import (
     Compacted,
     DeleteEvent,
@@ -16,14 +18,19 @@ from berth.etcd.client import (
     PutEvent,
     WatchEvent,
 )
+from berth.etcd.errors import EtcdError, EtcdUnavailable, LeaseLost
 
 __all__ = [
     "Compacted",
     "DeleteEvent",
     "Etcd3Client",
+    "EtcdError",
+    "EtcdUnavailable",
     "KVMeta",
     "Lease",
+    "LeaseLost",
     "Listing",
     "PutEvent",
     "WatchEvent",
+    "txn",
 ]

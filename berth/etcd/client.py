@@ -1,68 +1,78 @@
-"""INTERFACE DRAFT — bodies to be written. Signatures are the contract other code uses.
+"""Asyncio etcd v3 client over our own wire-compatible stubs (protos/etcd).
 
-Asyncio etcd v3 client. Owned by berth; used by the controller and the agent.
+Owned by berth; used by the controller and the agent. python-etcd3's method names: get,
+get_prefix, put, delete, delete_prefix, transaction, lease, watch_prefix, plus status and
+compact. Keys are ``str`` (UTF-8 on the wire), values ``bytes`` (``str`` is encoded).
+
+Every unary call carries the client's timeout. gRPC failures become EtcdUnavailable
+(TemporaryError: retry) or EtcdError (PermanentError); see errors.py. The channel is created
+lazily on first use so the client can be built before the event loop runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from berth.etcd import txn
+from berth.etcd.errors import EtcdError, from_rpc_error
+from berth.etcd.lease import Lease
+from berth.etcd.model import (
+    Compacted,
+    DeleteEvent,
+    KVMeta,
+    Listing,
+    PutEvent,
+    WatchEvent,
+    encode_key,
+    encode_value,
+    listing_from_range,
+    meta_from_kv,
+    prefix_range_end,
+)
+from berth.etcd.watch import PrefixWatch
+from protos.etcd import rpc_pb2, rpc_pb2_grpc
+
+__all__ = [
+    "Compacted",
+    "DeleteEvent",
+    "Etcd3Client",
+    "KVMeta",
+    "Lease",
+    "Listing",
+    "PutEvent",
+    "WatchEvent",
+]
+
+# Ping idle connections so a dead peer breaks long watch streams within ~40s instead of
+# hanging; 30s stays above etcd's default --grpc-keepalive-min-time (5s). gRPC's own reconnect
+# backoff grows to 120s by default, which would leave us blind long after etcd is back.
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 3_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
 
 
-@dataclass(frozen=True)
-class KVMeta:
-    key: str
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
-
-
-@dataclass(frozen=True)
-class Listing:
-    """A consistent snapshot of a prefix: items sorted by key, and the store revision."""
-
-    items: tuple[tuple[bytes, KVMeta], ...]
-    revision: int
-
-
-@dataclass(frozen=True)
-class PutEvent:
-    key: str
-    value: bytes
-    meta: KVMeta
-
-
-@dataclass(frozen=True)
-class DeleteEvent:
-    key: str
-    meta: KVMeta        # mod_revision is the delete's revision
-
-
-@dataclass(frozen=True)
-class Compacted:
-    """The watch start revision was compacted; the client re-listed the prefix.
-
-    Consumers must treat ``listing`` as the full truth and diff against it.
-    The watch continues from ``listing.revision + 1``.
-    """
-
-    listing: Listing
-
-
-WatchEvent = PutEvent | DeleteEvent | Compacted
-
-
-class Lease:
-    id: int
-    ttl: int
-
-    async def refresh(self) -> int: ...            # one keepalive; returns remaining TTL (0: expired)
-    async def revoke(self) -> None: ...
-    async def keepalive(self) -> None: ...         # runs until cancelled or lease lost (raises LeaseLost)
+class _Stubs:
+    # The generated *_grpc.py stubs are untyped; their methods are typed at each call site.
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.kv: Any = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        self.watch: Any = rpc_pb2_grpc.WatchStub(channel)  # type: ignore[no-untyped-call]
+        self.lease: Any = rpc_pb2_grpc.LeaseStub(channel)  # type: ignore[no-untyped-call]
+        self.maintenance: Any = rpc_pb2_grpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
 
 
 class Etcd3Client:
+    """One gRPC channel to one etcd endpoint ("host:port", optionally with http(s)://)."""
+
+    transactions = txn.Transactions
+
     def __init__(
         self,
         endpoint: str = "127.0.0.1:2379",
@@ -71,20 +81,153 @@ class Etcd3Client:
         cert_cert: str | None = None,
         cert_key: str | None = None,
         timeout: float = 5.0,
-    ) -> None: ...
+    ) -> None:
+        scheme, _, rest = endpoint.rpartition("://")
+        self.endpoint = rest
+        self.timeout = timeout
+        self._tls = scheme == "https" or ca_cert is not None or cert_cert is not None
+        self._ca_cert = ca_cert
+        self._cert_cert = cert_cert
+        self._cert_key = cert_key
+        if (cert_cert is None) != (cert_key is None):
+            raise EtcdError("etcd client certificate needs both cert_cert and cert_key")
+        self._channel: grpc.aio.Channel | None = None
+        self._stubs: _Stubs | None = None
 
-    async def __aenter__(self) -> Etcd3Client: ...
-    async def __aexit__(self, *exc: object) -> None: ...
-    async def close(self) -> None: ...
+    def _credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
 
-    async def status(self) -> dict[str, object]: ...
-    async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]: ...
-    async def get_prefix(self, prefix: str) -> Listing: ...
-    async def put(self, key: str, value: bytes | str, lease: Lease | int | None = None) -> int: ...
-    async def delete(self, key: str) -> bool: ...
-    async def delete_prefix(self, prefix: str) -> int: ...
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self._ca_cert),
+            private_key=read(self._cert_key),
+            certificate_chain=read(self._cert_cert),
+        )
+
+    @property
+    def stubs(self) -> _Stubs:
+        if self._stubs is None:
+            if self._tls:
+                self._channel = grpc.aio.secure_channel(
+                    self.endpoint, self._credentials(), options=_CHANNEL_OPTIONS
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            self._stubs = _Stubs(self._channel)
+        return self._stubs
+
+    async def __aenter__(self) -> Etcd3Client:
+        _ = self.stubs
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+        self._channel = None
+        self._stubs = None
+
+    async def _unary(self, method: Any, request: Any, what: str) -> Any:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what) from exc
+
+    async def status(self) -> dict[str, object]:
+        """The member's view: version, leader, raft index/term, db size, store revision."""
+        resp: rpc_pb2.StatusResponse = await self._unary(
+            self.stubs.maintenance.Status, rpc_pb2.StatusRequest(), "status"
+        )
+        return {
+            "version": resp.version,
+            "cluster_id": resp.header.cluster_id,
+            "member_id": resp.header.member_id,
+            "leader": resp.leader,
+            "revision": resp.header.revision,
+            "raft_index": resp.raftIndex,
+            "raft_term": resp.raftTerm,
+            "raft_applied_index": resp.raftAppliedIndex,
+            "db_size": resp.dbSize,
+            "db_size_in_use": resp.dbSizeInUse,
+            "is_learner": resp.isLearner,
+            "errors": list(resp.errors),
+        }
+
+    async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]:
+        """The value and metadata of ``key``, or (None, None) if it does not exist."""
+        req = txn.range_request(key, prefix=False)
+        resp: rpc_pb2.RangeResponse = await self._unary(self.stubs.kv.Range, req, f"get {key}")
+        if not resp.kvs:
+            return None, None
+        return resp.kvs[0].value, meta_from_kv(resp.kvs[0])
+
+    async def get_prefix(self, prefix: str) -> Listing:
+        """Every key under ``prefix``, sorted by key, with the revision of the snapshot."""
+        req = txn.range_request(prefix, prefix=True)
+        resp: rpc_pb2.RangeResponse = await self._unary(
+            self.stubs.kv.Range, req, f"get prefix {prefix}"
+        )
+        return listing_from_range(resp)
+
+    async def put(self, key: str, value: bytes | str, lease: Lease | int | None = None) -> int:
+        """Write ``key``; return the store revision of the write."""
+        req = rpc_pb2.PutRequest(
+            key=encode_key(key), value=encode_value(value), lease=txn.lease_id(lease)
+        )
+        resp: rpc_pb2.PutResponse = await self._unary(self.stubs.kv.Put, req, f"put {key}")
+        return resp.header.revision
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; True if it existed."""
+        return await self._delete_range(encode_key(key), b"", f"delete {key}") > 0
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix``; return how many there were."""
+        raw = encode_key(prefix)
+        return await self._delete_range(raw, prefix_range_end(raw), f"delete prefix {prefix}")
+
+    async def _delete_range(self, key: bytes, range_end: bytes, what: str) -> int:
+        req = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
+        resp: rpc_pb2.DeleteRangeResponse = await self._unary(self.stubs.kv.DeleteRange, req, what)
+        return resp.deleted
+
     async def transaction(
         self, compare: Sequence[object], success: Sequence[object], failure: Sequence[object] = ()
-    ) -> tuple[bool, list[object]]: ...
-    async def lease(self, ttl: int) -> Lease: ...
-    def watch_prefix(self, prefix: str, start_revision: int | None = None) -> AsyncIterator[WatchEvent]: ...
+    ) -> tuple[bool, list[Listing | None]]:
+        """Run ``success`` if every compare holds, else ``failure``, atomically.
+
+        Returns (succeeded, responses): one entry per op of the branch that ran, a Listing for
+        get/get_prefix ops and None for put/delete. Build compares and ops with berth.etcd.txn.
+        """
+        req = txn.txn_request(compare, success, failure)
+        resp: rpc_pb2.TxnResponse = await self._unary(self.stubs.kv.Txn, req, "transaction")
+        return resp.succeeded, txn.txn_responses(resp)
+
+    async def compact(self, revision: int, *, physical: bool = True) -> None:
+        """Drop history before ``revision``; watches from older revisions then get Compacted."""
+        req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
+        await self._unary(self.stubs.kv.Compact, req, f"compact to {revision}")
+
+    async def lease(self, ttl: int) -> Lease:
+        """Grant a lease of ``ttl`` seconds; keep it with Lease.keepalive()."""
+        req = rpc_pb2.LeaseGrantRequest(TTL=ttl)
+        resp: rpc_pb2.LeaseGrantResponse = await self._unary(
+            self.stubs.lease.LeaseGrant, req, f"grant lease ttl={ttl}"
+        )
+        if resp.error:
+            raise EtcdError(f"etcd grant lease ttl={ttl}: {resp.error}")
+        return Lease(resp.ID, resp.TTL, self.stubs.lease, self.timeout)
+
+    def watch_prefix(
+        self, prefix: str, start_revision: int | None = None
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """Changes under ``prefix`` from ``start_revision`` (inclusive; None: from now).
+
+        Yields PutEvent/DeleteEvent in revision order, reconnecting on its own; yields
+        Compacted(listing) if history was compacted past the position. Runs until the
+        consumer stops: ``aclose()`` the generator (contextlib.aclosing) or cancel the task.
+        """
+        watch = PrefixWatch(self.stubs.watch, self.get_prefix, prefix, start_revision, self.timeout)
+        return watch.events()
