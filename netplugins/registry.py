@@ -1,0 +1,35 @@
+"""The explicit table of network drivers, looked up by the agent by a network's ``driver``.
+
+No registration by import side effects: adding a driver means adding a line here. Each
+entry says how to build the per-container Driver and, for drivers with host-wide state per
+network, the NetworkHost (None when the driver has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from netplugins.contract import Driver, HostContext, NetworkHost, NetworkSpec
+from netplugins.errors import UnknownDriverError
+from netplugins.overlay.driver import OverlayDriver
+from netplugins.overlay.host import OverlayHost
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    make_driver: Callable[[HostContext], Driver]
+    make_host: Callable[[NetworkSpec, HostContext], NetworkHost] | None = None
+
+
+DRIVERS: Mapping[str, DriverEntry] = {
+    "overlay": DriverEntry(make_driver=OverlayDriver, make_host=OverlayHost),
+}
+
+
+def lookup(name: str) -> DriverEntry:
+    try:
+        return DRIVERS[name]
+    except KeyError:
+        known = ", ".join(sorted(DRIVERS))
+        raise UnknownDriverError(f"unknown network driver {name!r} (known: {known})") from None
