@@ -30,6 +30,7 @@ class AgentConfig:
     runtime_root: Path
     cgroup_parent: str
     lease_ttl: int = 10
+    dns_upstreams: tuple[str, ...] | None = None   # None: the host's resolv.conf
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime-root", default="/run/berth/runc", type=Path)
     p.add_argument("--cgroup-parent", default="berth")
     p.add_argument("--lease-ttl", default=10, type=int)
+    p.add_argument(
+        "--dns-upstreams", default="host",
+        help="where containers' unknown names go: 'host' (this host's resolv.conf), "
+        "'none' (fail fast), or a comma-separated list of IPs",
+    )
     p.add_argument("--config", default=None, type=Path, help="daemon.json-style config file")
     p.add_argument("--etcd-ca", default=None)
     p.add_argument("--etcd-cert", default=None)
@@ -80,6 +86,14 @@ def resolve_runtime(name: str) -> str:
     return found
 
 
+def _upstreams(value: str) -> tuple[str, ...] | None:
+    if value == "host":
+        return None
+    if value == "none":
+        return ()
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def parse(argv: list[str] | None = None) -> AgentConfig:
     ns = _parser().parse_args(argv)
     runtime = ns.runtime
@@ -97,6 +111,7 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
         runtime_root=ns.runtime_root,
         cgroup_parent=ns.cgroup_parent,
         lease_ttl=ns.lease_ttl,
+        dns_upstreams=_upstreams(ns.dns_upstreams),
         etcd_ca=ns.etcd_ca,
         etcd_cert=ns.etcd_cert,
         etcd_key=ns.etcd_key,

@@ -20,9 +20,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from berth.errors import BerthError, UserError
 from berth.etcd import Etcd3Client
+from netplugins.contract import HostContext
+from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
 
 from agent import config as agent_config
+from agent.dns import DnsServer, Records, Upstream
+from agent.network import NetworkManager
 from agent.reconcile import Reconciler
 from agent.registration import Registration, node_record
 from agent.runtime.containers import Runtime
@@ -46,7 +50,7 @@ class ImagePuller:
         fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".tar")
         try:
             async with grpc.aio.insecure_channel(self._controller) as channel:
-                stub = controller_pb2_grpc.ControllerStub(channel)
+                stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
                 with os.fdopen(fd, "wb") as out:
                     async for chunk in stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref)):
                         if chunk.WhichOneof("frame") == "data":
@@ -60,14 +64,27 @@ class ImagePuller:
 
 async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
     server = grpc.aio.server()
-    agent_pb2_grpc.add_AgentServicer_to_server(AgentService(runtime, cfg.state_dir / "tmp"), server)
-    health_servicer = health.aio.HealthServicer()
+    service = AgentService(runtime, cfg.state_dir / "tmp")
+    agent_pb2_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(cfg.listen) == 0:
         raise UserError(f"cannot listen on {cfg.listen}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server
+
+
+async def _network(cfg: agent_config.AgentConfig, etcd: Etcd3Client) -> NetworkManager:
+    upstreams = None
+    if cfg.dns_upstreams is not None:
+        upstreams = tuple(Upstream(ip) for ip in cfg.dns_upstreams)
+    records = Records()
+    ctx = HostContext(await discover_underlay(cfg.underlay_ip))
+    return NetworkManager(
+        etcd=etcd, node=cfg.node, ctx=ctx, state_dir=cfg.state_dir,
+        dns=DnsServer(records, upstreams), records=records,
+    )
 
 
 async def run(cfg: agent_config.AgentConfig) -> None:
@@ -86,7 +103,10 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         record = node_record(cfg.node, cfg.underlay_ip, cfg.listen)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
-        reconciler = Reconciler(etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller)
+        network = await _network(cfg, etcd)
+        reconciler = Reconciler(
+            etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller, hooks=network
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,6 +115,7 @@ async def run(cfg: agent_config.AgentConfig) -> None:
             asyncio.create_task(registration.run(), name="registration"),
             asyncio.create_task(reconciler.run(), name="reconcile"),
             asyncio.create_task(reconciler.watch(), name="watch"),
+            asyncio.create_task(network.run(), name="endpoints"),
         ]
         log.info("agent %s serving on %s", cfg.node, cfg.listen)
         waiter = asyncio.create_task(stop.wait())
@@ -103,6 +124,8 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         for task in [waiter, *tasks]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await network.close()
+        await network.dns.close()
         await server.stop(grace=1)
         for task in done:
             if task is not waiter and task.exception() is not None:

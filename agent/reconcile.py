@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 
 from berth import keyspace
 from berth.etcd import Etcd3Client
-from berth.records import ContainerSpec, ContainerStatus
+from berth.records import ContainerSpec, ContainerState, ContainerStatus
 
+from agent.hooks import ContainerHooks
 from agent.plan import Action, Actual, Verb, plan
 from agent.runtime.containers import Container, Runtime
+from agent.runtime.state import State
 
 log = logging.getLogger(__name__)
 
+_STATES: dict[State, ContainerState] = {
+    State.CREATED: "created",
+    State.RUNNING: "running",
+    State.EXITED: "exited",
+    State.DELETED: "exited",
+}
 RESYNC_PERIOD = 1.0
 MAX_BACKOFF = 30.0
 
@@ -44,12 +52,13 @@ class Reconciler:
     runtime: Runtime
     node: str
     pull_image: ImagePuller
-    hooks: ContainerHooks | None = None
+    hooks: ContainerHooks = field(default_factory=lambda: ContainerHooks())
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _written: dict[str, ContainerStatus] = field(default_factory=dict)
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _revision: int = 0
+    _actual_specs: dict[str, ContainerSpec | None] = field(default_factory=dict)
 
     def wake(self) -> None:
         self._wake.set()
@@ -89,6 +98,7 @@ class Reconciler:
         containers = {c.name: c for c in await self.runtime.list()}
         actual = {n: Actual(n, c.state, c.spec) for n, c in containers.items()}
         actions = plan(desired, actual)
+        self._actual_specs = {n: a.spec for n, a in actual.items()}
         await asyncio.gather(*(self._carry_out(a) for a in actions))
         await self._delete_orphan_statuses(set(desired))
 
@@ -117,6 +127,10 @@ class Reconciler:
                 return
             await self._create(action.spec)
         container = await self.runtime.state(action.name)
+        if container.state is State.RUNNING:
+            await self.hooks.ensure_running(action.spec, container)
+        else:
+            await self.hooks.on_stopped(action.spec)
         await self._write_status(self._status_of(action.spec, container))
 
     async def _create(self, spec: ContainerSpec) -> None:
@@ -128,17 +142,16 @@ class Reconciler:
                 raise ImageNotFound(f"image {spec.image!r} is not available on node {self.node}")
         container = await self.runtime.create(spec)
         try:
-            if self.hooks is not None:
-                await self.hooks.before_start(spec, container)
+            await self.hooks.before_start(spec, container)
             await self.runtime.start(spec.name)
         except BaseException:
+            await self.hooks.before_delete(spec.name, spec)
             await self.runtime.delete(spec.name)
             raise
         self._backoff.pop(spec.name, None)
 
     async def _delete(self, name: str, *, keep_status: bool = False) -> None:
-        if self.hooks is not None:
-            await self.hooks.after_stop(name)
+        await self.hooks.before_delete(name, self._actual_specs.get(name))
         await self.runtime.delete(name)
         self._backoff.pop(name, None)
         if not keep_status:
@@ -164,12 +177,11 @@ class Reconciler:
         )
 
     def _status_of(self, spec: ContainerSpec, c: Container) -> ContainerStatus:
-        if c.state in ("created", "stopped", "deleted") and spec.name in self._backoff:
+        if c.state is not State.RUNNING and spec.name in self._backoff:
             return self._failed_status(spec)
-        state = "exited" if c.state == "stopped" else c.state
         networks = {a.network: a.ip for a in spec.networks if a.ip}
         return ContainerStatus(
-            name=spec.name, node=self.node, state=state,  # type: ignore[arg-type]
+            name=spec.name, node=self.node, state=_STATES[c.state],
             pid=c.pid or 0, exit_code=c.exit_code, started_at=c.started_at or "",
             finished_at=c.finished_at or "", error=c.error or "", networks=networks,
             generation=spec.generation,
@@ -195,13 +207,3 @@ class Reconciler:
             if status.node == self.node:
                 await self.etcd.delete(meta.key)
                 self._written.pop(name, None)
-
-
-class ContainerHooks:
-    """Work around a container's start and stop that is not the runtime's (networks, DNS)."""
-
-    async def before_start(self, spec: ContainerSpec, container: Container) -> None:
-        """Runs between create and start: the netns exists and nothing runs in it yet."""
-
-    async def after_stop(self, name: str) -> None:
-        """Runs before the runtime deletes the container."""
