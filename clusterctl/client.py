@@ -39,9 +39,9 @@ def controller_address(flag: str | None) -> str:
     env = os.environ.get("BERTH_CONTROLLER")
     if env:
         return env
-    from clusterctl.lab import state
+    from clusterctl.lab import current
 
-    lab = state.current()
+    lab = current()
     if lab is None:
         raise CtlError(
             "no controller: pass --controller, set BERTH_CONTROLLER, or run 'clusterctl lab up'"
@@ -63,6 +63,6 @@ async def connect(flag: str | None) -> AsyncIterator[controller_pb2_grpc.Control
     options = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         try:
-            yield controller_pb2_grpc.ControllerStub(channel)
+            yield controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, address) from exc

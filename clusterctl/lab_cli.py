@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from clusterctl import lab
 lab_app = typer.Typer(no_args_is_help=True, help="Simulated multi-host lab on this machine.")
 _err = Console(stderr=True)
 _out = Console()
+
+
+def _as_dict(info: lab.LabInfo) -> dict[str, Any]:
+    return dataclasses.asdict(info) | {"running": info.running}
 
 
 @lab_app.command("up")
@@ -26,7 +31,7 @@ def up(
         info = asyncio.run(lab.up(name, hosts, progress=lambda msg: status.update(f"lab {name}: {msg}")))
     _out.print(f"lab {info.name} is up: controller {info.controller}, {len(info.hosts)} hosts Ready")
     for h in info.hosts:
-        _out.print(f"  {h.name}  {h.underlay_ip}")
+        _out.print(f"  {h.name}  {h.underlay_ip}", highlight=False)
 
 
 @lab_app.command("down")
@@ -44,9 +49,11 @@ def status(
     """Show labs on this machine and whether their processes live."""
     labs = lab.status(name)
     if fmt == "json":
-        print(json.dumps([lab.as_dict(i) for i in labs], indent=2))
+        print(json.dumps([_as_dict(i) for i in labs], indent=2, default=str))
         return
     if not labs:
         _out.print("no labs")
     for info in labs:
-        _out.print(lab.describe(info), highlight=False)
+        alive = ", ".join(f"{role} {'up' if ok else 'DOWN'}" for role, ok in sorted(info.alive.items()))
+        _out.print(f"{info.name}: controller {info.controller}, subnet {info.subnet}: {alive}",
+                   highlight=False)

@@ -40,6 +40,11 @@ _state: dict[str, str | None] = {"controller": None}
 ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
 
 
+def _fail(exc: Exception) -> None:
+    # One line, never wrapped to the terminal width: scripts and people grep it.
+    print(f"Error: {exc}", file=sys.stderr)
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
@@ -135,6 +140,10 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="command and its arguments, after --")],
 ) -> None:
     """Run a command in a running container; exit with the command's code."""
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CtlError("exec needs a command after --")
 
     async def go() -> int:
         async with connect(_state["controller"]) as stub:
@@ -155,7 +164,7 @@ def exec_(
     try:
         code = _run(go())
     except CtlError as exc:
-        err.print(f"Error: {exc}", markup=False, highlight=False)
+        _fail(exc)
         raise typer.Exit(125) from exc
     raise typer.Exit(code)
 
@@ -197,7 +206,7 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"Error: {exc}", markup=False, highlight=False)
+        _fail(exc)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -57,9 +57,13 @@ def _plain(msg: Message) -> Row:
 def rows(kind: str, resp: controller_pb2.GetResponse) -> list[Row]:
     if kind == "containers":
         return [_container(c) for c in resp.containers]
-    items: Sequence[Message] = {
-        "nodes": resp.nodes, "services": resp.services, "networks": resp.networks,
-    }[kind]
+    items: Sequence[Message]
+    if kind == "nodes":
+        items = resp.nodes
+    elif kind == "services":
+        items = resp.services
+    else:
+        items = resp.networks
     return [_plain(m) for m in items]
 
 

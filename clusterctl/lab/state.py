@@ -1,0 +1,230 @@
+"""Where a lab lives on disk, its persisted state file, and the public ``LabInfo`` view.
+
+Owns /var/lib/berth/labs/<name>/lab.json (written atomically after every step, so
+that ``down`` can undo a half-built lab after a crash) and the CURRENT pointer to the
+most recently brought-up lab. Called by ``lab.py``, ``topology.py`` and ``daemons.py``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from clusterctl.lab.errors import LabError, LabNameError
+from clusterctl.lab.process import is_ours
+
+LABS_DIR = Path("/var/lib/berth/labs")
+RUN_DIR = Path("/run/berth")
+NETNS_DIR = Path("/run/netns")
+CONTROLLER_PORT = 7070
+AGENT_PORT = 7071
+ETCD_PORT = 2379
+MAX_HOSTS = 50
+# Interface names are limited to 15 bytes: "bl-" + 8 + "-ctl" fits, longer names would not.
+_NAME_RE = re.compile(r"[a-z0-9]{1,8}")
+
+
+def validate(name: str, hosts: int = 1) -> None:
+    """Reject names that cannot become netns/link names, and impossible host counts."""
+    if not _NAME_RE.fullmatch(name):
+        raise LabNameError(
+            f"invalid lab name {name!r}: use 1-8 lowercase letters or digits "
+            "(it becomes part of interface names, which Linux limits to 15 characters)"
+        )
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise LabNameError(f"invalid host count {hosts}: a lab has 1 to {MAX_HOSTS} hosts")
+
+
+def lab_dir(name: str) -> Path:
+    return LABS_DIR / name
+
+
+def run_dir(name: str) -> Path:
+    return RUN_DIR / name
+
+
+def netns_prefix(name: str) -> str:
+    return f"bl-{name}-"
+
+
+def root_link(name: str) -> str:
+    return f"bl-{name}"
+
+
+class ProcessRecord(BaseModel):
+    """One daemon the lab started: enough to verify it (argv) and restart it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    netns: str
+    argv: tuple[str, ...]
+    pid: int
+    log: str
+
+
+class LabState(BaseModel):
+    """The content of lab.json. Mutable while ``up`` builds; saved after each step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    name: str
+    subnet: str
+    hosts: int
+    processes: dict[str, ProcessRecord] = {}
+    image_loaded: bool = False
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def root_ip(self) -> str:
+        return str(self.network[1])
+
+    @property
+    def ctl_ip(self) -> str:
+        return str(self.network[2])
+
+    def host_ip(self, index: int) -> str:
+        return str(self.network[10 + index])
+
+    def host_names(self) -> list[str]:
+        return [f"h{i}" for i in range(1, self.hosts + 1)]
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str                 # node name, "h1"
+    netns: str                # "bl-<lab>-h1"
+    underlay_ip: str
+    agent_address: str        # "<ip>:7071"
+    agent_pid: int | None     # None until started, or when the lab runs without daemons
+    state_dir: Path
+    runtime_root: Path
+    cgroup_parent: str
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    name: str
+    subnet: str
+    root_ip: str              # the address of the root-netns veth ``bl-<lab>``
+    controller: str           # "<ip>:7070", what clusterctl dials
+    etcd: str                 # "<ip>:2379"
+    hosts: tuple[HostInfo, ...]
+    state_dir: Path
+    pids: Mapping[str, int]   # role ("etcd", "controller", "agent-h1") -> pid
+    alive: Mapping[str, bool]  # role -> the recorded process still runs
+
+    @property
+    def running(self) -> bool:
+        return bool(self.alive) and all(self.alive.values())
+
+
+def info_of(state: LabState) -> LabInfo:
+    alive = {role: is_ours(p.pid, p.argv) for role, p in state.processes.items()}
+    hosts = []
+    for i, host in enumerate(state.host_names(), start=1):
+        agent = state.processes.get(f"agent-{host}")
+        hosts.append(
+            HostInfo(
+                name=host,
+                netns=netns_prefix(state.name) + host,
+                underlay_ip=state.host_ip(i),
+                agent_address=f"{state.host_ip(i)}:{AGENT_PORT}",
+                agent_pid=agent.pid if agent else None,
+                state_dir=lab_dir(state.name) / "hosts" / host,
+                runtime_root=run_dir(state.name) / host / "runc",
+                cgroup_parent=f"berth-{state.name}-{host}",
+            )
+        )
+    return LabInfo(
+        name=state.name,
+        subnet=state.subnet,
+        root_ip=state.root_ip,
+        controller=f"{state.ctl_ip}:{CONTROLLER_PORT}",
+        etcd=f"{state.ctl_ip}:{ETCD_PORT}",
+        hosts=tuple(hosts),
+        state_dir=lab_dir(state.name),
+        pids={role: p.pid for role, p in state.processes.items()},
+        alive=alive,
+    )
+
+
+def _state_file(name: str) -> Path:
+    return lab_dir(name) / "lab.json"
+
+
+def load(name: str) -> LabState | None:
+    path = _state_file(name)
+    try:
+        return LabState.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValidationError as exc:
+        raise LabError(f"lab state file {path} is corrupt: {exc}") from exc
+
+
+def save(state: LabState) -> None:
+    path = _state_file(state.name)
+    _write_atomic(path, state.model_dump_json(indent=2).encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def all_states() -> list[LabState]:
+    if not LABS_DIR.is_dir():
+        return []
+    states = []
+    for entry in sorted(LABS_DIR.iterdir()):
+        if entry.is_dir() and _NAME_RE.fullmatch(entry.name):
+            state = load(entry.name)
+            if state is not None:
+                states.append(state)
+    return states
+
+
+def set_current(name: str) -> None:
+    _write_atomic(LABS_DIR / "CURRENT", f"{name}\n".encode())
+
+
+def get_current() -> str | None:
+    try:
+        name = (LABS_DIR / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name if _NAME_RE.fullmatch(name) else None
+
+
+def clear_current(name: str) -> None:
+    if get_current() == name:
+        (LABS_DIR / "CURRENT").unlink(missing_ok=True)
+
+
+@contextmanager
+def labs_lock() -> Iterator[None]:
+    """Serialize subnet allocation between concurrent ``up`` calls (any process)."""
+    LABS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LABS_DIR / ".lock", "w") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,350 @@
+"""The lab's topology, restart and teardown, with etcd only (``_daemons=False``).
+
+Each test brings labs up with unique names and removes them in ``finally``; every
+assertion is about what a user of the machine would see: namespaces, links, routes,
+mounts, cgroups and processes before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from berth.errors import UserError
+from clusterctl import lab
+from clusterctl.lab import LabError, LabInfo
+from protos import controller_pb2, controller_pb2_grpc
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd-server"),
+]
+
+SUFFIX = str(os.getpid() % 100000)
+
+
+def _lab_name(tag: str) -> str:
+    return f"t{tag}{SUFFIX}"
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=check)
+
+
+def _in_ns(netns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return _run("nsenter", f"--net=/run/netns/{netns}", *argv, check=check)
+
+
+def _ours(line: str) -> bool:
+    # Other people use this machine concurrently; compare only what a lab could touch.
+    return "bl-" in line or "10.251." in line or "/berth/" in line or line.startswith("default")
+
+
+def snapshot() -> dict[str, set[str]]:
+    with open("/proc/self/mountinfo") as f:
+        mounts = {line.split()[4] for line in f}
+    routes = _run("ip", "-4", "route", "show", "table", "all").stdout.splitlines()
+    routes += _run("ip", "-6", "route", "show", "table", "all").stdout.splitlines()
+    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    return {
+        "links": {x for x in os.listdir("/sys/class/net") if _ours(x)},
+        "netns": {x for x in netns if _ours(x)},
+        "mounts": {x for x in mounts if _ours(x)},
+        "routes": {x for x in routes if _ours(x)},
+    }
+
+
+def _etcd_health_from_root(info: LabInfo) -> str:
+    # An empty ProxyHandler: never route lab traffic through a proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://{info.etcd}/health", timeout=5) as reply:
+        return str(json.loads(reply.read())["health"])
+
+
+def _down_quietly(*names: str) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            asyncio.run(lab.down(name))
+
+
+@pytest.fixture(scope="module")
+def two_labs() -> Iterator[tuple[LabInfo, LabInfo, dict[str, set[str]]]]:
+    names = _lab_name("a"), _lab_name("b")
+    before = snapshot()
+    try:
+
+        async def both() -> list[LabInfo]:
+            return list(
+                await asyncio.gather(*(lab.up(n, 2, _daemons=False) for n in names))
+            )
+
+        first, second = asyncio.run(both())
+        yield first, second, before
+    finally:
+        _down_quietly(*names)
+
+
+def test_hosts_reach_each_other_and_etcd(two_labs: tuple[LabInfo, LabInfo, object]) -> None:
+    info = two_labs[0]
+    h1, h2 = info.hosts
+    ping = _in_ns(h1.netns, "busybox", "ping", "-c", "1", "-W", "2", h2.underlay_ip)
+    assert "1 packets received" in ping.stdout
+    for host in info.hosts:
+        health = _in_ns(host.netns, "curl", "-s", "--noproxy", "*", "-m", "5",
+                        f"http://{info.etcd}/health")  # fmt: skip
+        assert json.loads(health.stdout)["health"] == "true"
+
+
+def test_root_reaches_etcd_and_gains_only_the_connected_route(
+    two_labs: tuple[LabInfo, LabInfo, dict[str, set[str]]],
+) -> None:
+    info, _, before = two_labs
+    assert _etcd_health_from_root(info) == "true"
+    main = _run("ip", "-4", "route", "show").stdout.splitlines()
+    gained = [line for line in main if f"bl-{info.name}" in line]
+    assert [line.split()[:3] for line in gained] == [[info.subnet, "dev", f"bl-{info.name}"]]
+    v6 = _run("ip", "-6", "route", "show", "table", "all").stdout
+    assert f"bl-{info.name}" not in v6
+    now = snapshot()
+    assert {r for r in now["routes"] if r.startswith("default")} == {
+        r for r in before["routes"] if r.startswith("default")
+    }
+    assert now["links"] - before["links"] == {f"bl-{n}" for n in (info.name, two_labs[1].name)}
+
+
+def test_lab_hosts_have_no_way_out(two_labs: tuple[LabInfo, LabInfo, object]) -> None:
+    host = two_labs[0].hosts[0]
+    routes = _in_ns(host.netns, "ip", "-4", "route", "show").stdout.splitlines()
+    assert [r.split()[0] for r in routes] == [two_labs[0].subnet]
+    # `ip route get` only asks the kernel; nothing is sent.
+    probe = _in_ns(host.netns, "ip", "route", "get", "203.0.113.1", check=False)
+    assert probe.returncode != 0
+    assert "unreachable" in probe.stderr.lower()
+
+
+def test_two_labs_get_distinct_subnets_and_are_listed(
+    two_labs: tuple[LabInfo, LabInfo, object],
+) -> None:
+    first, second = two_labs[0], two_labs[1]
+    assert first.subnet != second.subnet
+    listed = {info.name: info for info in lab.status()}
+    assert {first.name, second.name} <= set(listed)
+    assert listed[first.name].running
+    assert lab.status(first.name)[0].hosts[1].underlay_ip == first.hosts[1].underlay_ip
+    # Labs do not see each other: first's hosts cannot reach second's etcd.
+    probe = _in_ns(first.hosts[0].netns, "curl", "-s", "--noproxy", "*", "-m", "2",
+                   f"http://{second.etcd}/health", check=False)  # fmt: skip
+    assert probe.returncode != 0
+
+
+def test_up_again_restarts_a_killed_process_only() -> None:
+    name = _lab_name("r")
+    try:
+        info = asyncio.run(lab.up(name, 1, _daemons=False))
+        assert lab.current() == lab.status(name)[0]
+        os.kill(info.pids["etcd"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while lab.status(name)[0].alive["etcd"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lab.status(name)[0].alive == {"etcd": False}
+        again = asyncio.run(lab.up(name, 1, _daemons=False))
+        assert again.pids["etcd"] != info.pids["etcd"]
+        assert again.alive == {"etcd": True}
+        assert again.subnet == info.subnet
+        assert _etcd_health_from_root(again) == "true"
+        # Nothing is missing now, so a third up changes nothing.
+        assert asyncio.run(lab.up(name, 1, _daemons=False)).pids == again.pids
+        with pytest.raises(LabError, match="exists with 1 hosts"):
+            asyncio.run(lab.up(name, 2, _daemons=False))
+    finally:
+        _down_quietly(name)
+    after = lab.current()
+    assert after is None or after.name != name
+
+
+def _cgroup_root() -> Path:
+    unified = Path("/sys/fs/cgroup")
+    return unified if (unified / "cgroup.controllers").exists() else unified / "pids"
+
+
+def test_down_removes_what_agents_would_leave(two_labs: object) -> None:
+    """A mount, a cgroup with a process, and a process in a host netns all go away."""
+    name = _lab_name("d")
+    before = snapshot()
+    stray: subprocess.Popen[bytes] | None = None
+    try:
+        info = asyncio.run(lab.up(name, 2, _daemons=False))
+        mnt = info.hosts[0].state_dir / "rootfs"
+        mnt.mkdir(parents=True)
+        _run("mount", "-t", "tmpfs", "tmpfs", str(mnt))
+        stray = subprocess.Popen(["nsenter", f"--net=/run/netns/{info.hosts[1].netns}",
+                                  "sleep", "300"])  # fmt: skip
+        group = _cgroup_root() / f"berth-{name}-h2" / "ctr"
+        group.mkdir(parents=True)
+        (group / "cgroup.procs").write_text(str(stray.pid))
+        found = "\n".join(lab.leftovers(name))
+        for expected in (f"netns bl-{name}-h1", f"link bl-{name}", f"mount {mnt}",
+                         f"cgroup {group.parent}", f"process {stray.pid}"):  # fmt: skip
+            assert expected in found
+        messages: list[str] = []
+        asyncio.run(lab.down(name, progress=messages.append))
+        assert messages[-1] == f"lab {name} removed"
+        assert stray.wait(timeout=5) == -signal.SIGKILL
+        assert lab.leftovers(name) == []
+        assert not group.parent.exists()
+        assert snapshot() == before
+        asyncio.run(lab.down(name, progress=messages.append))
+        assert messages[-1] == f"lab {name} does not exist; nothing to do"
+    finally:
+        _down_quietly(name)
+        if stray is not None and stray.poll() is None:
+            stray.kill()
+            stray.wait()
+
+
+def test_failed_up_removes_what_it_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    name = _lab_name("f")
+    before = snapshot()
+    # etcd missing from PATH is what a machine without etcd-server looks like.
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/sbin:/sbin")
+    try:
+        with pytest.raises(LabError, match="etcd not found"):
+            asyncio.run(lab.up(name, 1, _daemons=False))
+        assert lab.leftovers(name) == []
+        assert lab.status(name) == []
+        assert snapshot() == before
+    finally:
+        monkeypatch.undo()
+        _down_quietly(name)
+
+
+@pytest.mark.parametrize(
+    "bad", ["Web", "toolongname", "a-b", ""], ids=["upper", "long", "dash", "empty"]
+)
+def test_bad_names_are_user_errors(bad: str) -> None:
+    with pytest.raises(UserError, match="invalid lab name"):
+        asyncio.run(lab.up(bad, 1, _daemons=False))
+    assert not os.path.exists(f"/run/netns/bl-{bad}-sw")
+
+
+def test_bad_host_count_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="1 to 50 hosts"):
+        asyncio.run(lab.up(_lab_name("n"), 0, _daemons=False))
+
+
+SLEEPERS = b"""apiVersion: berth/v1
+kind: Service
+metadata: {name: sleeper}
+spec: {replicas: 2, image: "busybox:latest", command: [sleep, "3000"]}
+"""
+
+
+def _daemons_installed() -> bool:
+    return all(
+        shutil.which(n) or os.path.exists(os.path.join(os.path.dirname(sys.executable), n))
+        for n in ("berth-controller", "berth-agent")
+    )
+
+
+async def _controller_call(info: LabInfo, method: str, request: object) -> object:
+    options = [("grpc.enable_http_proxy", 0)]
+    async with grpc.aio.insecure_channel(info.controller, options=options) as channel:
+        stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+        return await getattr(stub, method)(request, timeout=10)
+
+
+def _containers_when_running(info: LabInfo, want: int) -> list[controller_pb2.Container]:
+    """All containers once ``want`` of them ran or failed, or whatever there is after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        reply = asyncio.run(
+            _controller_call(info, "Get", controller_pb2.GetRequest(kind="containers"))
+        )
+        assert isinstance(reply, controller_pb2.GetResponse)
+        containers = list(reply.containers)
+        settled = [c for c in containers if c.state in ("running", "failed", "exited")]
+        if len(settled) >= want or time.monotonic() > deadline:
+            return containers
+        time.sleep(0.5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+needs_daemons = pytest.mark.skipif(
+    not _daemons_installed(), reason="berth-controller/berth-agent missing"
+)
+
+
+@needs_daemons
+def test_full_lab_restarts_an_agent_and_down_removes_it() -> None:
+    """With the real daemons: nodes Ready, busybox loaded, a killed agent restarted."""
+    name = _lab_name("w")
+    before = snapshot()
+    messages: list[str] = []
+    try:
+        info = asyncio.run(lab.up(name, 2, progress=messages.append, within=120))
+        assert set(info.pids) == {"etcd", "controller", "agent-h1", "agent-h2"}
+        assert all(info.alive.values())
+        assert "loaded image busybox:latest" in messages
+        assert "nodes ready: 2/2" in messages
+        nodes = asyncio.run(_controller_call(info, "Get", controller_pb2.GetRequest(kind="nodes")))
+        assert isinstance(nodes, controller_pb2.GetResponse)
+        assert {(n.name, n.status) for n in nodes.nodes} == {("h1", "Ready"), ("h2", "Ready")}
+
+        os.kill(info.pids["agent-h1"], signal.SIGKILL)
+        again = asyncio.run(lab.up(name, 2, within=120))
+        assert again.pids["agent-h1"] != info.pids["agent-h1"]
+        unchanged = {k: v for k, v in info.pids.items() if k != "agent-h1"}
+        assert {k: v for k, v in again.pids.items() if k != "agent-h1"} == unchanged
+        assert all(again.alive.values())
+
+        asyncio.run(lab.down(name))
+        assert lab.leftovers(name) == []
+        assert snapshot() == before
+        assert not any(_alive(pid) for pid in again.pids.values())
+    finally:
+        _down_quietly(name)
+
+
+@needs_daemons
+def test_down_removes_running_containers() -> None:
+    """Containers (runc, conmon, overlay mounts, cgroups) do not survive ``down``."""
+    name = _lab_name("c")
+    before = snapshot()
+    try:
+        info = asyncio.run(lab.up(name, 2, within=120))
+        request = controller_pb2.ApplyRequest(source="sleepers.yaml", manifest=SLEEPERS)
+        asyncio.run(_controller_call(info, "Apply", request))
+        containers = _containers_when_running(info, 2)
+        states = [(c.name, c.state, c.error) for c in containers]
+        assert [s[1] for s in states] == ["running", "running"], states
+        found = "\n".join(lab.leftovers(name))
+        assert "cgroup " in found and "/rootfs" in found and "conmon" in found
+
+        asyncio.run(lab.down(name))
+        assert lab.leftovers(name) == []
+        assert snapshot() == before
+        survivors = [c.name for c in containers if _alive(c.pid)]
+        assert survivors == [], f"containers survived down: {survivors}"
+    finally:
+        _down_quietly(name)
