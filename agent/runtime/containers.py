@@ -1,0 +1,326 @@
+"""The node's container runtime: create/start/kill/stop/delete/exec/logs over runc + conmon.
+
+The agent constructs one ``Runtime`` per (simulated) host and drives it from its
+reconcile loop and gRPC servicer. Design notes:
+
+- Status is derived from kernel facts on every call (``state``/``list``): the
+  init pid with its recorded start time, the runtime's own state while a
+  container may be between create and start, and conmon's exit file. The state
+  file only remembers what the kernel cannot tell. This is what makes
+  live-restore work: a new Runtime on the same state dir adopts containers that
+  kept running under conmon, and sees the exit codes of those that stopped.
+- ``create`` undoes its partial work on any failure (AsyncExitStack); ``delete``
+  is idempotent and converges from any half-done state.
+- Every verb takes a per-container lock; reads take none.
+
+Per container, ``<state_dir>/containers/<name>/`` is the OCI bundle (config.json,
+rootfs/) and holds the overlay upper/work dirs, hosts/hostname/resolv.conf, the
+conmon log, pid and exit files, and state.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import re
+import shutil
+import signal as signals
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.runtime import cgroups, rootfs
+from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, write_container_files
+from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
+from agent.runtime.execs import ExecProcess
+from agent.runtime.images import ImageStore
+from agent.runtime.logs import LogEntry, read_logs
+from agent.runtime.monitor import Monitor, MonitorPaths
+from agent.runtime.process import wait_pid
+from agent.runtime.state import (
+    Record,
+    State,
+    Verb,
+    check_verb,
+    now_rfc3339,
+    pid_alive,
+    proc_start_time,
+    read_record,
+    rfc3339,
+    write_record,
+)
+from berth.records import ContainerSpec
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+EXIT_FILE_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the kernel and its monitor report it right now."""
+
+    name: str
+    state: State
+    pid: int                  # init pid while created/running, else 0
+    exit_code: int | None
+    started_at: str           # RFC 3339 UTC, "" if never started
+    finished_at: str
+    error: str
+    bundle: Path
+    files: ContainerFiles     # hosts, hostname, resolv.conf: rewrite in place
+    netns: str | None         # /proc/<pid>/ns/net while the init process lives
+    spec: ContainerSpec
+    image_id: str
+
+
+class Runtime:
+    """All containers of one node, under ``state_dir``, run by one OCI runtime."""
+
+    def __init__(self, state_dir: Path, runtime_root: Path, cgroup_parent: str,
+                 runtime_bin: str = "runc", conmon_bin: str = "conmon") -> None:
+        self.state_dir = state_dir
+        self.containers_dir = state_dir / "containers"
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime_root = runtime_root
+        self.cgroup_parent = cgroup_parent
+        self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin)
+        self.images = ImageStore(state_dir / "images")
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise SpecError(f"invalid container name {name!r}")
+        return self.containers_dir / name
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def cgroup_path(self, name: str) -> str:
+        return "/" + "/".join(p for p in (self.cgroup_parent.strip("/"), name) if p)
+
+    async def _runtime(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.monitor.runtime_path, "--root", str(self.runtime_root), *args,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        rc = proc.returncode or 0
+        if check and rc != 0:
+            raise OCIRuntimeError(f"{Path(self.monitor.runtime_path).name} {args[0]} failed",
+                                  stderr=err.decode(errors="replace"), returncode=rc)
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
+
+    # --- create / start -----------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> Container:
+        """Mount, write the bundle, and have conmon create it; return it ``created``."""
+        cdir = self._dir(spec.name)
+        async with self._lock(spec.name):
+            if read_record(cdir) is not None:
+                raise ContainerExists(f"container {spec.name} already exists")
+            image = self.images.resolve(spec.image)
+            if (self.runtime_root / spec.name).exists():
+                # Leftover of a state dir wiped under a live runtime root; it is ours.
+                await self._runtime("delete", "--force", spec.name, check=False)
+            async with AsyncExitStack() as undo:
+                cdir.mkdir(parents=True, exist_ok=True)
+                undo.callback(shutil.rmtree, cdir, ignore_errors=True)
+                record = Record(spec=spec, image_id=image.id,
+                                runtime=self.monitor.runtime_path, created_at=now_rfc3339())
+                write_record(cdir, record)
+                undo.push_async_callback(asyncio.to_thread, cgroups.remove_cgroup,
+                                         self.cgroup_path(spec.name))
+                undo.push_async_callback(asyncio.to_thread, rootfs.remove_rootfs, cdir)
+                root = await asyncio.to_thread(rootfs.mount_rootfs, cdir, image.layers)
+                files = write_container_files(cdir, spec.name)
+                write_bundle(cdir, build_config(spec, image, root, files, self.cgroup_parent))
+                undo.push_async_callback(self._runtime, "delete", "--force", spec.name,
+                                         check=False)
+                paths = MonitorPaths(cdir)
+                pid = await self.monitor.create(spec.name, cdir, paths)
+                conmon_pid = self.monitor.conmon_pid(paths) or 0
+                write_record(cdir, record.with_(
+                    pid=pid, pid_start=proc_start_time(pid) or 0, conmon_pid=conmon_pid,
+                    conmon_start=proc_start_time(conmon_pid) or 0 if conmon_pid else 0,
+                ))
+                undo.pop_all()
+        return await self.state(spec.name)
+
+    async def start(self, name: str) -> Container:
+        async with self._lock(name):
+            current = await self.state(name)
+            check_verb(Verb.START, current.state, name)
+            await self._runtime("start", name)
+            record = self._record(name)
+            write_record(self._dir(name), record.with_(started_at=now_rfc3339()))
+        return await self.state(name)
+
+    # --- signals --------------------------------------------------------------------------
+
+    async def kill(self, name: str, signal: int = signals.SIGTERM) -> None:
+        async with self._lock(name):
+            current = await self.state(name)
+            check_verb(Verb.KILL, current.state, name)
+            await self._runtime("kill", name, str(int(signal)))
+
+    async def wait(self, name: str, timeout: float | None = None) -> Container:  # noqa: ASYNC109
+        """Return once the container has exited and its exit code is recorded."""
+        record = self._record(name)
+        if record.pid and not await wait_pid(record.pid, record.pid_start, timeout):
+            raise TimeoutError(f"container {name} still running after {timeout}s")
+        return await self.state(name)
+
+    async def stop(self, name: str, timeout: float = 10.0) -> Container:  # noqa: ASYNC109
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop`` does."""
+        current = await self.state(name)
+        check_verb(Verb.STOP, current.state, name)
+        if current.state is State.EXITED:
+            return current
+        await self.kill(name, signals.SIGTERM)
+        try:
+            return await self.wait(name, timeout)
+        except TimeoutError:
+            pass
+        try:
+            await self.kill(name, signals.SIGKILL)
+        except OCIRuntimeError:
+            pass  # it exited between the timeout and the kill
+        return await self.wait(name, 30.0)
+
+    # --- delete -----------------------------------------------------------------------------
+
+    async def delete(self, name: str) -> None:
+        """Kill if needed, remove runtime state, mount, cgroups and files. Idempotent."""
+        cdir = self._dir(name)
+        async with self._lock(name):
+            record = read_record(cdir)
+            if record is None and not cdir.exists():
+                return
+            if record is not None and pid_alive(record.pid, record.pid_start):
+                await self._runtime("kill", name, "KILL", check=False)
+                await wait_pid(record.pid, record.pid_start, 10.0)
+            await self._runtime("delete", "--force", name, check=False)
+            if record is not None and record.conmon_pid:
+                # Let conmon write the exit file and leave before its directory goes.
+                if not await wait_pid(record.conmon_pid, record.conmon_start, 5.0):
+                    _signal_pid(record.conmon_pid, record.conmon_start, signals.SIGKILL)
+            await asyncio.to_thread(rootfs.remove_rootfs, cdir)
+            await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
+            await asyncio.to_thread(shutil.rmtree, cdir, True)
+        self._locks.pop(name, None)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def _record(self, name: str) -> Record:
+        record = read_record(self._dir(name))
+        if record is None:
+            raise ContainerNotFound(f"no such container: {name}")
+        return record
+
+    async def state(self, name: str) -> Container:
+        """The container's state, derived from kernel facts now."""
+        cdir = self._dir(name)
+        record = self._record(name)
+        files = ContainerFiles(cdir / "hosts", cdir / "hostname", cdir / "resolv.conf")
+
+        def make(state: State, **kw: object) -> Container:
+            fields: dict[str, object] = dict(
+                name=name, state=state, pid=0, exit_code=None, started_at=record.started_at,
+                finished_at="", error="", bundle=cdir, files=files, netns=None,
+                spec=record.spec, image_id=record.image_id,
+            )
+            fields.update(kw)
+            return Container(**fields)  # type: ignore[arg-type]
+
+        if record.pid and pid_alive(record.pid, record.pid_start):
+            alive = dict(pid=record.pid, netns=f"/proc/{record.pid}/ns/net")
+            if record.started_at:
+                return make(State.RUNNING, **alive)
+            # runc (and crun) keep exec.fifo until start opens it: its presence means
+            # "created" without spawning the runtime. Otherwise the agent may have died
+            # inside start: ask the runtime.
+            if (self.runtime_root / name / "exec.fifo").exists():
+                return make(State.CREATED, **alive)
+            rc, out, _ = await self._runtime("state", name, check=False)
+            running = rc == 0 and '"status": "running"' in out
+            return make(State.RUNNING if running else State.CREATED, **alive)
+        if not record.pid:
+            return make(State.EXITED, error="create did not complete")
+        code, finished, error = await self._exit_status(name, record)
+        return make(State.EXITED, exit_code=code, finished_at=finished, error=error)
+
+    async def _exit_status(self, name: str, record: Record) -> tuple[int | None, str, str]:
+        paths = MonitorPaths(self._dir(name))
+        exit_file = paths.exit_dir / name
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EXIT_FILE_GRACE
+        while True:
+            code = self.monitor.exit_code(paths, name)
+            if code is not None:
+                finished = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+                return code, rfc3339(finished), ""
+            if not pid_alive(record.conmon_pid, record.conmon_start):
+                code = self.monitor.exit_code(paths, name)  # it may have written, then left
+                if code is None:
+                    return None, "", "monitor exited without recording an exit code"
+                continue
+            if loop.time() > deadline:
+                return None, "", "exit code not recorded yet"
+            await asyncio.sleep(0.01)
+
+    async def list(self) -> builtins.list[Container]:
+        found: list[Container] = []
+        for cdir in sorted(self.containers_dir.iterdir()):
+            try:
+                found.append(await self.state(cdir.name))
+            except (ContainerNotFound, SpecError):
+                continue  # half-created or half-deleted; delete() cleans such dirs
+        return found
+
+    # --- exec and logs ----------------------------------------------------------------------
+
+    async def exec(self, name: str, argv: builtins.list[str], env: dict[str, str] | None = None,
+                   workdir: str | None = None) -> ExecProcess:
+        """Run ``argv`` in the running container; iterate its output, await its exit code."""
+        current = await self.state(name)
+        check_verb(Verb.EXEC, current.state, name)
+        token = uuid.uuid4().hex[:12]
+        log_path = current.bundle / f"exec-{token}.log"
+        pid_path = current.bundle / f"exec-{token}.pid"
+        args = [self.monitor.runtime_path, "--root", str(self.runtime_root),
+                "--log", str(log_path), "--log-format", "json", "exec", "--pid-file", str(pid_path)]
+        for key, value in (env or {}).items():
+            args += ["--env", f"{key}={value}"]
+        if workdir:
+            args += ["--cwd", workdir]
+        proc = await asyncio.create_subprocess_exec(
+            *args, name, *argv, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        return ExecProcess(proc, log_path, pid_path)
+
+    async def logs(self, name: str, tail: int = -1,
+                   follow: bool = False) -> AsyncIterator[LogEntry]:
+        record = self._record(name)
+        path = MonitorPaths(self._dir(name)).log
+        async for entry in read_logs(
+            path, tail=tail, follow=follow,
+            exited=lambda: not pid_alive(record.pid, record.pid_start),
+        ):
+            yield entry
+
+
+def _signal_pid(pid: int, start: int, sig: int) -> None:
+    """Signal ``pid`` only if it is still the process we recorded."""
+    if pid_alive(pid, start):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,75 @@
+"""Errors raised by the container runtime (images, rootfs, bundles, conmon, runc).
+
+Callers (the agent's reconcile loop and its gRPC servicer) sort these by the
+berth base class they derive from::
+
+    berth.errors.BerthError
+    ├── UserError
+    │   ├── InvalidReference      an image name that cannot be parsed
+    │   └── SpecError             spec + image leave nothing to run, or a bad user
+    ├── TemporaryError
+    │   └── RuntimeBusy           a lifecycle verb raced another one; retry
+    └── PermanentError
+        └── RuntimeFailure     base of everything below
+            ├── ImageNotFound      ref is not in the ImageStore
+            ├── ImageFormatError   a tar that is neither docker-save nor OCI layout,
+            │                      or a layer that tries to write outside its dir
+            ├── ContainerNotFound  no container of that name in the state dir
+            ├── ContainerExists    create() of a name already present
+            ├── InvalidTransition  a verb not allowed in the current state
+            ├── MountError         overlay mount/unmount failed
+            └── OCIRuntimeError    runc/crun/conmon exited non-zero; carries stderr
+"""
+
+from __future__ import annotations
+
+from berth.errors import NotFoundError, PermanentError, TemporaryError, UserError
+
+
+class InvalidReference(UserError):
+    """An image reference that is not ``[registry/]repo[:tag]``."""
+
+
+class SpecError(UserError):
+    """The container spec cannot be turned into a runnable OCI config."""
+
+
+class RuntimeBusy(TemporaryError):
+    """Another operation on the same container is in progress."""
+
+
+class RuntimeFailure(PermanentError):
+    """Base for permanent runtime failures."""
+
+
+class ImageNotFound(RuntimeFailure, NotFoundError):
+    """The image reference is not loaded on this node."""
+
+
+class ImageFormatError(RuntimeFailure):
+    """An image archive is malformed or unsafe."""
+
+
+class ContainerNotFound(RuntimeFailure, NotFoundError):
+    """No container with that name exists on this node."""
+
+
+class ContainerExists(RuntimeFailure):
+    """A container with that name already exists on this node."""
+
+
+class InvalidTransition(RuntimeFailure):
+    """The lifecycle verb is not allowed in the container's current state."""
+
+
+class MountError(RuntimeFailure):
+    """Mounting or unmounting a container rootfs failed."""
+
+
+class OCIRuntimeError(RuntimeFailure):
+    """The OCI runtime or the monitor failed; ``stderr`` holds its own words."""
+
+    def __init__(self, message: str, *, stderr: str = "", returncode: int | None = None) -> None:
+        super().__init__(f"{message}: {stderr.strip()}" if stderr.strip() else message)
+        self.stderr = stderr
+        self.returncode = returncode
