@@ -1,0 +1,66 @@
+"""Controller errors and how each one reaches clusterctl as a gRPC status.
+
+    BerthError (berth.errors)
+    ├── UserError ─────────────── INVALID_ARGUMENT   bad manifest or request
+    │   └── ManifestError                            ``FILE: DOC: PATH: problem``
+    ├── TemporaryError ────────── UNAVAILABLE        etcd or an agent unreachable
+    │   ├── ConflictError ─────── ABORTED            concurrent writers kept winning
+    │   └── NodeUnavailable ───── UNAVAILABLE        the container's node/agent is gone
+    └── PermanentError ────────── FAILED_PRECONDITION
+        ├── NotFoundError ─────── NOT_FOUND          no such object
+        ├── InUseError ────────── FAILED_PRECONDITION  e.g. deleting a network a service uses
+        ├── EtcdError ─────────── INTERNAL           etcd refused a request (a bug or a bad setup)
+        └── AgentRejected ─────── (the agent's code)  an agent refused a proxied request
+
+Anything else is a bug and becomes INTERNAL. Used by server.py; raised by store.py,
+proxy.py and images.py.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from berth.errors import (
+    BerthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TemporaryError,
+    UserError,
+)
+from berth.etcd.errors import EtcdError
+
+
+class NodeUnavailable(TemporaryError):
+    """The node a container is assigned to is not Ready, or its agent does not answer."""
+
+
+class InUseError(PermanentError):
+    """The object is still referenced by another one."""
+
+
+class AgentRejected(PermanentError):
+    """An agent answered a proxied call with an error; keep its status code."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def grpc_status(exc: BerthError) -> grpc.StatusCode:
+    """The status code clusterctl sees for ``exc``; the details are ``str(exc)``."""
+    if isinstance(exc, UserError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, ConflictError):
+        return grpc.StatusCode.ABORTED
+    if isinstance(exc, TemporaryError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, EtcdError):
+        return grpc.StatusCode.INTERNAL
+    if isinstance(exc, AgentRejected):
+        return exc.code
+    if isinstance(exc, PermanentError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL

@@ -1,0 +1,133 @@
+"""Get: the cluster as clusterctl lists it, from one ClusterState snapshot.
+
+Called by server.py. Pure functions of the snapshot: nodes (Ready while their
+lease-bound record exists; NotReady when only assignments still name them),
+services (desired + running replicas), containers (assignments joined with the
+agents' status; unplaced replicas appear as "pending" with the scheduler's
+reason, or the IPAM's when no address is left) and networks (desired + VNI +
+endpoint count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from berth.errors import NotFoundError, UserError
+from berth.records import ContainerStatus
+from controller.ipam import AddressBook, AddressError, resolve, static_ips
+from controller.placement import plan
+from controller.state import ClusterState
+from protos import controller_pb2
+
+KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes",
+         "service": "services", "services": "services", "svc": "services",
+         "container": "containers", "containers": "containers", "ctr": "containers",
+         "network": "networks", "networks": "networks", "net": "networks"}
+
+
+def get(state: ClusterState, kind: str, name: str = "") -> controller_pb2.GetResponse:
+    canonical = KINDS.get(kind.lower())
+    if canonical is None:
+        raise UserError(f'unknown kind "{kind}" (expected nodes, services, containers '
+                        "or networks)")
+    response = controller_pb2.GetResponse()
+    builders: dict[str, Callable[[ClusterState], list[object]]] = {
+        "nodes": _nodes, "services": _services, "containers": _containers,
+        "networks": _networks,
+    }
+    items = builders[canonical](state)
+    if name:
+        items = [i for i in items if getattr(i, "name", None) == name]
+        if not items:
+            raise NotFoundError(f'{canonical[:-1]} "{name}" not found')
+    getattr(response, canonical).extend(items)
+    return response
+
+
+def _nodes(state: ClusterState) -> list[object]:
+    out: list[object] = []
+    names = set(state.nodes) | {a.node for a in state.assignments}
+    for name in sorted(names):
+        record = state.nodes.get(name)
+        out.append(controller_pb2.Node(
+            name=name, status="Ready" if record else "NotReady",
+            address=record.address if record else "",
+            agent_addr=record.agent_addr if record else "",
+            containers=state.containers_on(name)))
+    return out
+
+
+def _running(state: ClusterState, service: str) -> int:
+    return sum(1 for a in state.assignments
+               if a.spec.service == service and _state_of(state.statuses.get(a.spec.name))
+               == "running")
+
+
+def _state_of(status: ContainerStatus | None) -> str:
+    return status.state if status else "pending"
+
+
+def _services(state: ClusterState) -> list[object]:
+    return [controller_pb2.Service(
+        name=name, image=svc.doc.spec.image, replicas=svc.doc.spec.replicas,
+        running=_running(state, name), spec_json=svc.doc.to_json().decode())
+        for name, svc in sorted(state.services.items())]
+
+
+def _containers(state: ClusterState) -> list[object]:
+    out: list[controller_pb2.Container] = []
+    for assignment in state.assignments:
+        spec = assignment.spec
+        status = state.statuses.get(spec.name)
+        ctr = controller_pb2.Container(
+            name=spec.name, service=spec.service, node=assignment.node, image=spec.image,
+            state=_state_of(status))
+        if status is not None:
+            ctr.pid = status.pid
+            ctr.started_at = status.started_at
+            ctr.finished_at = status.finished_at
+            ctr.error = status.error
+            if status.exit_code is not None:
+                ctr.exit_code = status.exit_code
+            for network, ip in status.networks.items():
+                ctr.networks[network].ip = ip
+        for att in spec.networks:
+            if att.ip:
+                ctr.networks[att.network].ip = att.ip
+            ctr.networks[att.network].mac = att.mac
+        out.append(ctr)
+    pending = _pending(state)
+    for name, reason in pending.items():
+        service = name.rsplit("-", 1)[0]
+        image = state.services[service].doc.spec.image if service in state.services else ""
+        out.append(controller_pb2.Container(name=name, service=service, state="pending",
+                                            error=reason, image=image))
+    return [*sorted(out, key=lambda c: (c.service, _replica_index(c.name), c.name))]
+
+
+def _pending(state: ClusterState) -> dict[str, str]:
+    """Unplaced replicas and why: no node (placement), or no address (IPAM)."""
+    decided = plan(state.services, state.networks, state.nodes, state.assignments)
+    book = AddressBook.of(state.allocations)
+    vnis = state.vnis.assignments()
+    pending = dict(decided.pending)
+    for create in decided.creates:
+        statics = static_ips(state.services[create.spec.service].doc)
+        try:
+            book.record(resolve(create.spec, state.networks, vnis, book, statics), 0)
+        except AddressError as exc:
+            pending[create.spec.name] = str(exc)
+    return pending
+
+
+def _replica_index(name: str) -> int:
+    suffix = name.rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def _networks(state: ClusterState) -> list[object]:
+    return [controller_pb2.Network(
+        name=name, driver=net.spec.driver, subnet=net.spec.subnet,
+        gateway=net.spec.gateway or "", endpoints=state.endpoints[name],
+        vni=state.vnis.of(name))
+        for name, net in sorted(state.networks.items())]

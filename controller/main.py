@@ -1,0 +1,88 @@
+"""``berth-controller``: the controller daemon's entry point.
+
+    berth-controller --listen HOST:PORT --etcd HOST:PORT [--state-dir DIR]
+                     [--ca FILE --cert FILE --key FILE] [--no-scheduler]
+
+Connects to etcd (``--ca/--cert/--key`` are the etcd client's TLS files),
+serves the Controller gRPC API plus grpc.health.v1, and runs the scheduler
+loop. SIGTERM/SIGINT stop it gracefully. Only ``main()`` exits the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from berth.errors import BerthError
+from berth.etcd import Etcd3Client
+from controller.scheduler import Scheduler
+from controller.server import start_server
+
+log = logging.getLogger("berth.controller")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="berth-controller", description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", default="127.0.0.1:7700", help="gRPC address (HOST:PORT)")
+    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd endpoint (HOST:PORT)")
+    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/berth/controller"),
+                        help="where image archives are kept")
+    parser.add_argument("--ca", help="CA bundle to verify etcd")
+    parser.add_argument("--cert", help="client certificate for etcd")
+    parser.add_argument("--key", help="client key for etcd")
+    parser.add_argument("--no-scheduler", action="store_true",
+                        help="serve the API only (another controller schedules)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if bool(args.cert) != bool(args.key):
+        parser.error("--cert and --key go together")
+    return args
+
+
+async def run(args: argparse.Namespace) -> None:
+    etcd = Etcd3Client(args.etcd, ca_cert=args.ca, cert_cert=args.cert, cert_key=args.key)
+    async with etcd:
+        await etcd.status()     # fail fast with a clear message if etcd is unreachable
+        scheduler = None if args.no_scheduler else Scheduler(etcd)
+        running = await start_server(etcd, args.listen, args.state_dir, scheduler)
+        log.info("controller listening on port %d (etcd %s)", running.port, args.etcd)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait(), name="stop")]
+        if scheduler is not None:
+            tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()       # a scheduler that died takes the daemon down loudly
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await running.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run(args))
+    except BerthError as exc:
+        print(f"berth-controller: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Exec and Logs proxied to the agent that runs the container.
+
+Called by server.py. The container's assignment names its node; the node's
+record (present only while the agent holds its lease) names the agent's gRPC
+address. Frames are passed through unchanged in both directions' order; an
+agent error keeps its status code so clusterctl sees what the agent said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import grpc
+
+from berth import keyspace
+from berth.errors import NotFoundError
+from berth.etcd import Etcd3Client
+from berth.records import ContainerSpec, NodeRecord
+from controller.errors import AgentRejected, NodeUnavailable
+from protos import agent_pb2_grpc, common_pb2
+
+T = TypeVar("T")
+
+
+def agent_stub(channel: grpc.aio.Channel) -> Any:
+    """The generated (untyped) Agent stub for ``channel``."""
+    return agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
+
+
+async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, NodeRecord]:
+    """The container's assignment and its node; NOT_FOUND / UNAVAILABLE otherwise."""
+    listing = await etcd.get_prefix(keyspace.ASSIGN)
+    for value, meta in listing.items:
+        if keyspace.last_segment(meta.key) == container:
+            spec = ContainerSpec.loads(value)
+            break
+    else:
+        raise NotFoundError(f'container "{container}" not found (not assigned to any node)')
+    raw, _ = await etcd.get(keyspace.node(spec.node))
+    if raw is None:
+        raise NodeUnavailable(f'container "{container}": node "{spec.node}" is not Ready '
+                              "(its agent is down or lost its lease)")
+    return spec, NodeRecord.loads(raw)
+
+
+async def exec_(
+    etcd: Etcd3Client, request: common_pb2.ExecRequest
+) -> AsyncIterator[common_pb2.ExecOutput]:
+    _, node = await locate(etcd, request.container)
+    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+        call = agent_stub(channel).Exec(request)
+        async for frame in _relay(call, node):
+            yield frame
+
+
+async def logs(
+    etcd: Etcd3Client, request: common_pb2.LogsRequest
+) -> AsyncIterator[common_pb2.LogEntry]:
+    _, node = await locate(etcd, request.container)
+    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+        call = agent_stub(channel).Logs(request)
+        async for frame in _relay(call, node):
+            yield frame
+
+
+async def _relay(call: grpc.aio.UnaryStreamCall[object, T], node: NodeRecord) -> AsyncIterator[T]:
+    try:
+        async for frame in call:
+            yield frame
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            raise NodeUnavailable(f"node {node.name}: agent at {node.agent_addr} is "
+                                  f"unreachable: {exc.details()}") from exc
+        raise AgentRejected(exc.details() or exc.code().name, exc.code()) from exc
+    finally:
+        call.cancel()   # the client went away: stop the agent side too

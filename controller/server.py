@@ -1,0 +1,171 @@
+"""The Controller gRPC service (protos/controller.proto) and the server that hosts it.
+
+Built by main.py; tests start it with ``start_server``. Each RPC delegates:
+Apply/Delete to store.py, Get to state.py + placement.py, Exec/Logs to
+proxy.py, ImageLoad/ImagePull to images.py. Errors become gRPC statuses in one
+place (``_status``, via controller.errors.grpc_status) with ``str(exc)`` as the
+details: one line clusterctl prints as is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from berth.errors import BerthError, UserError
+from berth.etcd import Etcd3Client
+from controller import getters, proxy, store
+from controller.errors import grpc_status
+from controller.images import ImageStore, read_chunks
+from controller.scheduler import Scheduler
+from controller.state import read_state
+from protos import common_pb2, controller_pb2, controller_pb2_grpc
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE_NAME = "berth.v1.Controller"
+# grpc_health ships its asyncio servicer without type stubs.
+AioHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+
+async def _status(context: Context, exc: Exception) -> NoReturn:
+    if isinstance(exc, BerthError):
+        await context.abort(grpc_status(exc), str(exc))
+    log.exception("internal error", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _results(items: list[store.Applied]) -> list[controller_pb2.AppliedObject]:
+    return [controller_pb2.AppliedObject(kind=i.kind, name=i.name, action=i.action)
+            for i in items]
+
+
+class ControllerService(controller_pb2_grpc.ControllerServicer):
+    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None) -> None:
+        self._etcd = etcd
+        self._images = images
+        self._scheduler = scheduler
+
+    async def Apply(
+        self, request: controller_pb2.ApplyRequest, context: Context
+    ) -> controller_pb2.ApplyResponse:
+        try:
+            text = _decode(request.source, request.manifest)
+            applied, revision = await store.apply(self._etcd, request.source or "manifest",
+                                                  text, dry_run=request.dry_run)
+        except Exception as exc:
+            await _status(context, exc)
+        if self._scheduler is not None and not request.dry_run:
+            self._scheduler.wake()
+        return controller_pb2.ApplyResponse(objects=_results(applied), revision=revision)
+
+    async def Delete(
+        self, request: controller_pb2.DeleteRequest, context: Context
+    ) -> controller_pb2.DeleteResponse:
+        try:
+            if request.manifest:
+                text = _decode(request.source, request.manifest)
+                deleted = await store.delete_manifest(self._etcd, request.source or "manifest",
+                                                      text)
+            elif request.kind and request.name:
+                kind = store.canonical_kind(request.kind)
+                deleted = await store.delete(self._etcd, [(kind, request.name)], must_exist=True)
+            else:
+                raise UserError("delete needs KIND and NAME, or a manifest")
+        except Exception as exc:
+            await _status(context, exc)
+        return controller_pb2.DeleteResponse(objects=_results(deleted))
+
+    async def Get(
+        self, request: controller_pb2.GetRequest, context: Context
+    ) -> controller_pb2.GetResponse:
+        try:
+            return getters.get(await read_state(self._etcd), request.kind, request.name)
+        except Exception as exc:
+            await _status(context, exc)
+
+    async def Exec(
+        self, request: common_pb2.ExecRequest, context: Context
+    ) -> AsyncIterator[common_pb2.ExecOutput]:
+        try:
+            async for frame in proxy.exec_(self._etcd, request):
+                yield frame
+        except Exception as exc:
+            await _status(context, exc)
+
+    async def Logs(
+        self, request: common_pb2.LogsRequest, context: Context
+    ) -> AsyncIterator[common_pb2.LogEntry]:
+        try:
+            async for frame in proxy.logs(self._etcd, request):
+                yield frame
+        except Exception as exc:
+            await _status(context, exc)
+
+    async def ImageLoad(
+        self, request_iterator: AsyncIterator[common_pb2.ImageChunk],
+        context: Context,
+    ) -> common_pb2.ImageLoadResponse:
+        try:
+            digest, size = await self._images.receive(request_iterator)
+            refs = await self._images.record(digest, size)
+            state = await read_state(self._etcd)
+            await self._images.push(digest, state.nodes.values())
+        except Exception as exc:
+            await _status(context, exc)
+        return common_pb2.ImageLoadResponse(refs=refs, digest=digest)
+
+    async def ImagePull(
+        self, request: controller_pb2.ImagePullRequest,
+        context: Context,
+    ) -> AsyncIterator[common_pb2.ImageChunk]:
+        try:
+            path = await self._images.find(request.ref)
+            async for chunk in read_chunks(path):
+                yield chunk
+        except Exception as exc:
+            await _status(context, exc)
+
+
+def _decode(source: str, raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source or 'manifest'}: not UTF-8 text: {exc}") from exc
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: Any     # grpc_health.v1.health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(
+    etcd: Etcd3Client, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
+) -> RunningServer:
+    """Bind ``listen`` (``HOST:0`` picks a free port) and start serving."""
+    server = grpc.aio.server()
+    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler)
+    controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
+        service, server)
+    health_servicer = AioHealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise UserError(f"cannot listen on {listen}: {exc}") from exc
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer)

@@ -1,0 +1,241 @@
+"""Desired state in etcd: Apply and Delete as all-or-nothing transactions.
+
+Called by server.py. Each request reads the keys it will touch (and the
+networks its services reference), decides, then writes everything in ONE
+transaction whose compares pin every key to the mod revision just read
+(optimistic concurrency). A lost race is retried a few times from a fresh read;
+after that the caller gets ConflictError.
+
+Stored value: the validated document as canonical JSON (apiVersion, kind,
+metadata, spec), so equal files compare equal and re-apply is "unchanged".
+
+Overlay networks get their VNI (vni.py) in the Apply transaction that creates
+them (or that re-applies one found without a VNI) and lose it in the Delete
+transaction that removes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
+
+from berth import keyspace
+from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
+from berth.etcd import Etcd3Client, KVMeta, Listing, txn
+from berth.manifest import (
+    Document,
+    NetworkDocument,
+    ServiceDocument,
+    load_manifest,
+    parse_document,
+)
+from controller import vni
+from controller.errors import InUseError
+
+ATTEMPTS = 5
+KINDS = {"service": "Service", "services": "Service", "svc": "Service",
+         "network": "Network", "networks": "Network", "net": "Network"}
+
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    action: str     # created | configured | unchanged | deleted | not found
+
+
+@dataclass(frozen=True)
+class _Current:
+    value: bytes | None
+    meta: KVMeta | None
+
+    def guard(self, key: str) -> txn.Compare:
+        """The compare that fails if anyone wrote ``key`` since we read it."""
+        if self.meta is None:
+            return txn.version(key) == 0
+        return txn.mod(key) == self.meta.mod_revision
+
+
+def canonical_kind(kind: str) -> str:
+    """``service``/``services``/``Service`` -> ``Service``; UserError for anything else."""
+    found = KINDS.get(kind.lower())
+    if found is None:
+        raise UserError(f'cannot delete kind "{kind}" (expected service or network)')
+    return found
+
+
+async def _read(etcd: Etcd3Client, keys: Sequence[str]) -> tuple[dict[str, _Current], int]:
+    """Read ``keys`` in one transaction: a consistent view at one revision."""
+    _, responses = await etcd.transaction([], [txn.get(k) for k in keys])
+    out: dict[str, _Current] = {}
+    revision = 0
+    for key, listing in zip(keys, responses, strict=True):
+        assert isinstance(listing, Listing)
+        revision = max(revision, listing.revision)
+        value, meta = listing.items[0] if listing.items else (None, None)
+        out[key] = _Current(value, meta)
+    return out, revision
+
+
+def _retrying() -> AsyncRetrying:
+    return AsyncRetrying(retry=retry_if_exception_type(ConflictError),
+                         stop=stop_after_attempt(ATTEMPTS), wait=wait_random(0.02, 0.2),
+                         reraise=True)
+
+
+async def apply(
+    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False
+) -> tuple[list[Applied], int]:
+    """Validate ``text`` and write every document, or nothing. Returns results and revision."""
+    docs = load_manifest(source, text)
+    async for attempt in _retrying():
+        with attempt:
+            return await _apply_once(etcd, source, docs, dry_run)
+    raise AssertionError("unreachable: tenacity reraises")
+
+
+async def _apply_once(
+    etcd: Etcd3Client, source: str, docs: list[Document], dry_run: bool
+) -> tuple[list[Applied], int]:
+    in_file = {d.name: d for d in docs if isinstance(d, NetworkDocument)}
+    referenced = sorted({name for d in docs if isinstance(d, ServiceDocument)
+                         for name in d.spec.attachments()} - set(in_file))
+    keys = [keyspace.desired(d.kind, d.name) for d in docs]
+    ref_keys = [keyspace.desired("Network", n) for n in referenced]
+    overlays = [d.name for d in in_file.values() if vni.needs_vni(d)]
+    state_keys = [keyspace.netstate(n) for n in overlays]
+    current, revision = await _read(etcd, keys + ref_keys + state_keys)
+    networks: dict[str, NetworkDocument] = dict(in_file)
+    for name, key in zip(referenced, ref_keys, strict=True):
+        raw = current[key].value
+        doc = parse_document("Network", raw) if raw is not None else None
+        if isinstance(doc, NetworkDocument):
+            networks[name] = doc
+    results: list[Applied] = []
+    puts: list[txn.Op] = []
+    for doc, key in zip(docs, keys, strict=True):
+        _check_references(source, doc, networks)
+        body = doc.to_json()
+        old = current[key].value
+        if old is not None and isinstance(doc, NetworkDocument):
+            _check_network_change(source, doc, old)
+        action = "created" if old is None else "unchanged" if old == body else "configured"
+        results.append(Applied(doc.kind, doc.name, action))
+        if action != "unchanged":
+            puts.append(txn.put(key, body))
+    if dry_run:
+        return results, revision
+    # A new overlay network gets its VNI in the same transaction: it never exists without one.
+    lacking = [n for n, k in zip(overlays, state_keys, strict=True) if current[k].meta is None]
+    vni_compares: list[txn.Compare] = []
+    if lacking:
+        used = vni.VniTable.parse(Listing((), 0), await etcd.get_prefix(keyspace.VNI)).by_vni
+        vni_compares, vni_puts, _ = vni.allocation(lacking, used)
+        puts += vni_puts
+    if not puts:
+        return results, revision
+    compares = [current[k].guard(k) for k in keys + ref_keys] + vni_compares
+    ok, responses = await etcd.transaction(compares, [*puts, txn.get(keys[0])])
+    if not ok:
+        raise ConflictError(f"{source}: another client changed the same objects; try again")
+    last = responses[-1]
+    return results, last.revision if isinstance(last, Listing) else revision
+
+
+def _check_references(source: str, doc: Document, networks: dict[str, NetworkDocument]) -> None:
+    if not isinstance(doc, ServiceDocument):
+        return
+    where = f"{source}: Service/{doc.name}: spec.networks"
+    for name, opts in doc.spec.attachments().items():
+        net = networks.get(name)
+        if net is None:
+            raise ManifestError(f'{where}.{name}: network "{name}" does not exist '
+                                "(define it in this file or apply it first)")
+        if opts.ip is None:
+            continue
+        if doc.spec.replicas > 1:
+            raise ManifestError(f"{where}.{name}.ip: a static ip needs replicas: 1 "
+                                f"(got {doc.spec.replicas})")
+        subnet, ip = net.spec.network(), ipaddress.IPv4Address(opts.ip)
+        reserved = {subnet.network_address, subnet.broadcast_address}
+        if net.spec.gateway:
+            reserved.add(ipaddress.IPv4Address(net.spec.gateway))
+        if ip not in subnet or ip in reserved:
+            raise ManifestError(f"{where}.{name}.ip: {ip} is not a free host address "
+                                f"of {subnet} (network {name})")
+
+
+def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> None:
+    # Addresses already handed out and VXLAN state on every host depend on these;
+    # Docker treats networks as immutable for the same reason.
+    old = parse_document("Network", old_raw)
+    assert isinstance(old, NetworkDocument)
+    for name in ("driver", "subnet", "gateway"):
+        before, after = getattr(old.spec, name), getattr(doc.spec, name)
+        if before != after:
+            raise ManifestError(
+                f"{source}: Network/{doc.name}: spec.{name}: cannot change a network's {name} "
+                f"({before} -> {after}); delete the network and apply it again")
+
+
+async def delete(
+    etcd: Etcd3Client, refs: Sequence[tuple[str, str]], *, must_exist: bool
+) -> list[Applied]:
+    """Remove the desired keys of ``refs`` (kind, name) in one transaction."""
+    async for attempt in _retrying():
+        with attempt:
+            return await _delete_once(etcd, refs, must_exist)
+    raise AssertionError("unreachable: tenacity reraises")
+
+
+async def delete_manifest(etcd: Etcd3Client, source: str, text: str) -> list[Applied]:
+    """``delete -f``: every document of the file; absent ones are reported, not errors."""
+    docs = load_manifest(source, text)
+    return await delete(etcd, [(d.kind, d.name) for d in docs], must_exist=False)
+
+
+async def _delete_once(
+    etcd: Etcd3Client, refs: Sequence[tuple[str, str]], must_exist: bool
+) -> list[Applied]:
+    keys = [keyspace.desired(kind, name) for kind, name in refs]
+    current, _ = await _read(etcd, keys)
+    vnis = vni.VniTable.parse(await etcd.get_prefix(keyspace.NETSTATE),
+                              await etcd.get_prefix(keyspace.VNI))
+    services = await etcd.get_prefix(keyspace.desired_prefix("Service"))
+    results = []
+    for (kind, name), key in zip(refs, keys, strict=True):
+        if current[key].meta is None:
+            if must_exist:
+                raise NotFoundError(f'{kind.lower()} "{name}" not found')
+            results.append(Applied(kind, name, "not found"))
+        else:
+            results.append(Applied(kind, name, "deleted"))
+    doomed = set(keys)
+    for value, meta in services.items:
+        if meta.key in doomed:
+            continue
+        user = parse_document("Service", value)
+        assert isinstance(user, ServiceDocument)
+        for kind, name in refs:
+            if kind == "Network" and name in user.spec.attachments():
+                raise InUseError(f'network "{name}" is used by service "{user.name}"; '
+                                 "delete or change that service first")
+    present = [k for k in keys if current[k].meta is not None]
+    if not present:
+        return results
+    compares = [current[k].guard(k) for k in present]
+    compares += [txn.mod(meta.key) == meta.mod_revision for _, meta in services.items]
+    ops: list[txn.Op] = [txn.delete(k) for k in present]
+    for (kind, name), key in zip(refs, keys, strict=True):
+        if kind == "Network" and current[key].meta is not None:
+            # The VNI goes with the network, in the same transaction.
+            released, deletes = vni.release(name, vnis)
+            compares += released
+            ops += deletes
+    ok, _ = await etcd.transaction(compares, ops)
+    if not ok:
+        raise ConflictError("another client changed the same objects; try again")
+    return results
