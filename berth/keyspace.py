@@ -8,6 +8,7 @@ Writers (one per prefix, so spec and status never race):
     /berth/status/<container>            agent running it              ContainerStatus JSON
     /berth/ipam/<network>/<ip>           controller (IPAM)             container name
     /berth/vni/<vni>                     controller                    network name
+    /berth/netstate/<network>            controller                    the network's VNI (decimal)
     /berth/endpoints/<network>/<ctr>     agent running it              Endpoint JSON
     /berth/images/<ref>                  controller (image load)       ImageRecord JSON
 
@@ -31,6 +32,9 @@ IPAM = ROOT + "ipam/"
 VNI = ROOT + "vni/"
 ENDPOINTS = ROOT + "endpoints/"
 IMAGES = ROOT + "images/"
+# Per-network facts the controller decided (today: the overlay VNI). /berth/vni/<n> is the
+# uniqueness index; this key makes "one VNI per network" a create-if-absent guard too.
+NETSTATE = ROOT + "netstate/"
 
 
 def desired(kind: str, name: str) -> str:
@@ -79,6 +83,10 @@ def endpoint(network: str, container: str) -> str:
 
 def image(ref: str) -> str:
     return IMAGES + ref
+
+
+def netstate(network: str) -> str:
+    return NETSTATE + network
 
 
 def last_segment(key: str) -> str:
