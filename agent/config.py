@@ -30,7 +30,7 @@ class AgentConfig:
     runtime_root: Path
     cgroup_parent: str
     lease_ttl: int = 10
-    dns_upstreams: tuple[str, ...] | None = None   # None: the host's resolv.conf
+    dns_upstreams: tuple[str, ...] | None = None  # None: the host's resolv.conf
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-parent", default="berth")
     p.add_argument("--lease-ttl", default=10, type=int)
     p.add_argument(
-        "--dns-upstreams", default="host",
+        "--dns-upstreams",
+        default="host",
         help="where containers' unknown names go: 'host' (this host's resolv.conf), "
         "'none' (fail fast), or a comma-separated list of IPs",
     )

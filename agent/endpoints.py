@@ -69,7 +69,7 @@ class EndpointTable:
         return ep.network
 
     def apply(self, event: PutEvent | DeleteEvent) -> None:
-        parts = event.key[len(keyspace.ENDPOINTS):].split("/")
+        parts = event.key[len(keyspace.ENDPOINTS) :].split("/")
         if len(parts) != 2:
             return
         if isinstance(event, PutEvent):

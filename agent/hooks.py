@@ -6,9 +6,8 @@ implements them for networks and DNS.
 
 from __future__ import annotations
 
-from berth.records import ContainerSpec
-
 from agent.runtime.containers import Container
+from berth.records import ContainerSpec
 
 
 class ContainerHooks:

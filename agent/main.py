@@ -12,25 +12,24 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from berth.errors import BerthError, UserError
-from berth.etcd import Etcd3Client
-from netplugins.contract import HostContext
-from netplugins.netlink import discover_underlay
-from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
-
 from agent import config as agent_config
 from agent.dns import DnsServer, Records, Upstream
+from agent.imagestream import load_stream
 from agent.network import NetworkManager
 from agent.reconcile import Reconciler
 from agent.registration import Registration, node_record
 from agent.runtime.containers import Runtime
 from agent.server import AgentService
+from berth.errors import BerthError, UserError
+from berth.etcd import Etcd3Client
+from netplugins.contract import HostContext
+from netplugins.netlink import discover_underlay
+from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
 
 log = logging.getLogger("berth.agent")
 
@@ -46,20 +45,13 @@ class ImagePuller:
     async def __call__(self, ref: str) -> None:
         if not self._controller:
             return
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".tar")
         try:
             async with grpc.aio.insecure_channel(self._controller) as channel:
                 stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
-                with os.fdopen(fd, "wb") as out:
-                    async for chunk in stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref)):
-                        if chunk.WhichOneof("frame") == "data":
-                            out.write(chunk.data)
-            await asyncio.to_thread(self._runtime.images.load, Path(tmp))
+                frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
+                await load_stream(self._runtime.images, frames, self._scratch)
         except grpc.aio.AioRpcError as exc:
             log.warning("pull %s from controller failed: %s", ref, exc.details())
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
 
 async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
@@ -82,8 +74,12 @@ async def _network(cfg: agent_config.AgentConfig, etcd: Etcd3Client) -> NetworkM
     records = Records()
     ctx = HostContext(await discover_underlay(cfg.underlay_ip))
     return NetworkManager(
-        etcd=etcd, node=cfg.node, ctx=ctx, state_dir=cfg.state_dir,
-        dns=DnsServer(records, upstreams), records=records,
+        etcd=etcd,
+        node=cfg.node,
+        ctx=ctx,
+        state_dir=cfg.state_dir,
+        dns=DnsServer(records, upstreams),
+        records=records,
     )
 
 

@@ -20,12 +20,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.dns import DnsServer, Records, hosts_file, resolv_conf
+from agent.endpoints import EndpointTable, NetworkPeers, peer_of
+from agent.hooks import ContainerHooks
+from agent.runtime.bundle import rewrite_file
+from agent.runtime.containers import Container
 from berth import keyspace
 from berth.etcd import Etcd3Client
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
 from netplugins.contract import (
-    AttachResult,
     Attachment,
+    AttachResult,
     ContainerId,
     HostContext,
     NetworkHost,
@@ -34,25 +39,25 @@ from netplugins.contract import (
 from netplugins.errors import CheckFailedError
 from netplugins.registry import lookup
 
-from agent.dns import DnsServer, Records, hosts_file, resolv_conf
-from agent.endpoints import EndpointTable, NetworkPeers, peer_of
-from agent.hooks import ContainerHooks
-from agent.runtime.bundle import rewrite_file
-from agent.runtime.containers import Container
-
 log = logging.getLogger(__name__)
 
 
 def network_spec(att: NetworkAttachment) -> NetworkSpec:
     subnet = ipaddress.ip_interface(f"{att.ip}/{att.prefixlen}").network
-    return NetworkSpec(name=att.network, driver=att.driver, subnet=str(subnet),
-                       gateway=att.gateway, vni=att.vni)
+    return NetworkSpec(
+        name=att.network, driver=att.driver, subnet=str(subnet), gateway=att.gateway, vni=att.vni
+    )
 
 
 def attachment(spec: ContainerSpec, att: NetworkAttachment, netns: str) -> Attachment:
     return Attachment(
-        container_id=ContainerId(spec.name), container_name=spec.name, netns=netns,
-        ip=att.ip, prefixlen=att.prefixlen, mac=att.mac, gateway=att.gateway,
+        container_id=ContainerId(spec.name),
+        container_name=spec.name,
+        netns=netns,
+        ip=att.ip,
+        prefixlen=att.prefixlen,
+        mac=att.mac,
+        gateway=att.gateway,
         aliases=att.aliases,
     )
 
@@ -194,8 +199,14 @@ class NetworkManager(ContainerHooks):
 
     async def _publish(self, spec: ContainerSpec, att: NetworkAttachment) -> None:
         ep = Endpoint(
-            network=att.network, container=spec.name, service=spec.service, node=self.node,
-            ip=att.ip, mac=att.mac, host_ip=self.ctx.underlay.ip, aliases=att.aliases,
+            network=att.network,
+            container=spec.name,
+            service=spec.service,
+            node=self.node,
+            ip=att.ip,
+            mac=att.mac,
+            host_ip=self.ctx.underlay.ip,
+            aliases=att.aliases,
         )
         if self._published.get((att.network, spec.name)) == ep:
             return
@@ -231,7 +242,9 @@ class NetworkManager(ContainerHooks):
         prev = self._load_result(name, network)
         if att is None:
             self._result_path(name, network).unlink(missing_ok=True)
-            log.warning("%s: no spec for network %s; removing its stored result only", name, network)
+            log.warning(
+                "%s: no spec for network %s; removing its stored result only", name, network
+            )
             return
         net = network_spec(att)
         driver = lookup(net.driver).make_driver(self.ctx)

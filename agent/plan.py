@@ -15,10 +15,10 @@ from berth.records import ContainerSpec
 
 
 class Verb(enum.Enum):
-    CREATE = "create"          # not on this node yet: create and start
-    RECREATE = "recreate"      # spec changed, or stuck half-made: delete then create
-    DELETE = "delete"          # no longer assigned here
-    KEEP = "keep"              # nothing to do but report status
+    CREATE = "create"  # not on this node yet: create and start
+    RECREATE = "recreate"  # spec changed, or stuck half-made: delete then create
+    DELETE = "delete"  # no longer assigned here
+    KEEP = "keep"  # nothing to do but report status
 
 
 @dataclass(frozen=True)

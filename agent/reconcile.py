@@ -16,14 +16,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from berth import keyspace
-from berth.etcd import Etcd3Client
-from berth.records import ContainerSpec, ContainerState, ContainerStatus
-
 from agent.hooks import ContainerHooks
 from agent.plan import Action, Actual, Verb, plan
 from agent.runtime.containers import Container, Runtime
 from agent.runtime.state import State
+from berth import keyspace
+from berth.etcd import Etcd3Client
+from berth.records import ContainerSpec, ContainerState, ContainerStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,7 @@ class Reconciler:
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _revision: int = 0
+    _listed: asyncio.Event = field(default_factory=asyncio.Event)
     _actual_specs: dict[str, ContainerSpec | None] = field(default_factory=dict)
 
     def wake(self) -> None:
@@ -82,15 +82,15 @@ class Reconciler:
     async def watch(self) -> None:
         """Turn assignment changes into wake-ups; the pass itself re-reads everything."""
         prefix = keyspace.assign_prefix(self.node)
-        while self._revision == 0:
-            await asyncio.sleep(0.05)
+        await self._listed.wait()
         async for _event in self.etcd.watch_prefix(prefix, start_revision=self._revision + 1):
             self.wake()
 
     async def sync_once(self) -> None:
         listing = await self.etcd.get_prefix(keyspace.assign_prefix(self.node))
-        if self._revision == 0:
+        if not self._listed.is_set():
             self._revision = listing.revision
+            self._listed.set()
         desired = {}
         for value, meta in listing.items:
             spec = ContainerSpec.loads(value)
@@ -172,7 +172,10 @@ class Reconciler:
     def _failed_status(self, spec: ContainerSpec) -> ContainerStatus:
         b = self._backoff.get(spec.name, _Backoff())
         return ContainerStatus(
-            name=spec.name, node=self.node, state="failed", error=b.error,
+            name=spec.name,
+            node=self.node,
+            state="failed",
+            error=b.error,
             generation=spec.generation,
         )
 
@@ -181,9 +184,15 @@ class Reconciler:
             return self._failed_status(spec)
         networks = {a.network: a.ip for a in spec.networks if a.ip}
         return ContainerStatus(
-            name=spec.name, node=self.node, state=_STATES[c.state],
-            pid=c.pid or 0, exit_code=c.exit_code, started_at=c.started_at or "",
-            finished_at=c.finished_at or "", error=c.error or "", networks=networks,
+            name=spec.name,
+            node=self.node,
+            state=_STATES[c.state],
+            pid=c.pid or 0,
+            exit_code=c.exit_code,
+            started_at=c.started_at or "",
+            finished_at=c.finished_at or "",
+            error=c.error or "",
+            networks=networks,
             generation=spec.generation,
         )
 

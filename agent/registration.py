@@ -49,7 +49,9 @@ class Registration:
     async def _hold_once(self) -> None:
         lease = await self._etcd.lease(self._ttl)
         try:
-            await self._etcd.put(keyspace.node(self._record.name), self._record.dumps(), lease=lease)
+            await self._etcd.put(
+                keyspace.node(self._record.name), self._record.dumps(), lease=lease
+            )
             self.registered.set()
             log.info("node %s registered with lease %x", self._record.name, lease.id)
             await lease.keepalive()

@@ -6,21 +6,18 @@ the node's underlay address.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 
 import grpc
 
+from agent.imagestream import load_stream
+from agent.runtime.containers import Runtime
 from berth.errors import NotFoundError, UserError
 from protos import agent_pb2, agent_pb2_grpc, common_pb2
-
-from agent.runtime.containers import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +33,24 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def _require(self, name: str, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
         names = {c.name for c in await self._runtime.list()}
         if name not in names:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"container {name!r} not found on this node")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"container {name!r} not found on this node"
+            )
 
-    async def Exec(  # noqa: N802 - gRPC method name
-        self, request: common_pb2.ExecRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    async def Exec(
+        self,
+        request: common_pb2.ExecRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[common_pb2.ExecOutput]:
         await self._require(request.container, context)
         if not request.argv:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec needs a command")
         try:
             proc = await self._runtime.exec(
-                request.container, list(request.argv),
-                env=dict(request.env) or None, workdir=request.workdir or None,
+                request.container,
+                list(request.argv),
+                env=dict(request.env) or None,
+                workdir=request.workdir or None,
             )
         except (NotFoundError, UserError) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
@@ -58,8 +61,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 yield common_pb2.ExecOutput(stderr=data)
         yield common_pb2.ExecOutput(exit_code=await proc.wait())
 
-    async def Logs(  # noqa: N802
-        self, request: common_pb2.LogsRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    async def Logs(
+        self,
+        request: common_pb2.LogsRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[common_pb2.LogEntry]:
         await self._require(request.container, context)
         tail = request.tail if request.HasField("tail") else -1
@@ -67,30 +72,23 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             line = entry.line if isinstance(entry.line, bytes) else entry.line.encode()
             yield common_pb2.LogEntry(time=entry.time, stream=entry.stream, line=line)
 
-    async def Inspect(  # noqa: N802
-        self, request: agent_pb2.InspectRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    async def Inspect(
+        self,
+        request: agent_pb2.InspectRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> agent_pb2.InspectResponse:
         await self._require(request.container, context)
         container = await self._runtime.state(request.container)
         data = asdict(container)
         return agent_pb2.InspectResponse(json=json.dumps(data, default=str))
 
-    async def ImageLoad(  # noqa: N802
+    async def ImageLoad(
         self,
         request_iterator: AsyncIterator[common_pb2.ImageChunk],
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> common_pb2.ImageLoadResponse:
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".tar")
         try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in request_iterator:
-                    if chunk.WhichOneof("frame") == "data":
-                        out.write(chunk.data)
-            try:
-                refs = await asyncio.to_thread(self._runtime.images.load, Path(tmp))
-            except UserError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return common_pb2.ImageLoadResponse(refs=refs)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            refs = await load_stream(self._runtime.images, request_iterator, self._scratch)
+        except UserError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return common_pb2.ImageLoadResponse(refs=refs)

@@ -52,8 +52,9 @@ def controller_address(flag: str | None) -> str:
 def rpc_error(exc: grpc.aio.AioRpcError, address: str) -> CtlError:
     code = exc.code()
     if code == grpc.StatusCode.UNAVAILABLE and "agent" not in (exc.details() or ""):
-        return CtlError(f"cannot reach the controller at {address}: {exc.details()}",
-                        berth_failed=True)
+        return CtlError(
+            f"cannot reach the controller at {address}: {exc.details()}", berth_failed=True
+        )
     return CtlError(exc.details() or code.name, berth_failed=code not in _USER_CODES)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from clusterctl.client import connect
 from protos import common_pb2
-
-from clusterctl.client import CtlError, connect
 
 CHUNK = 1 << 20
 
@@ -20,8 +19,6 @@ async def _frames(path: Path) -> AsyncIterator[common_pb2.ImageChunk]:
 
 
 async def load_image(controller: str | None, path: Path) -> list[str]:
-    if not path.is_file():
-        raise CtlError(f"{path}: no such file")
     async with connect(controller) as stub:
         resp = await stub.ImageLoad(_frames(path))
     return list(resp.refs)

@@ -28,8 +28,12 @@ def up(
 ) -> None:
     """Bring up (or repair) a lab; returns when every node is Ready."""
     with _err.status(f"lab {name}: starting") as status:
-        info = asyncio.run(lab.up(name, hosts, progress=lambda msg: status.update(f"lab {name}: {msg}")))
-    _out.print(f"lab {info.name} is up: controller {info.controller}, {len(info.hosts)} hosts Ready")
+        info = asyncio.run(
+            lab.up(name, hosts, progress=lambda msg: status.update(f"lab {name}: {msg}"))
+        )
+    _out.print(
+        f"lab {info.name} is up: controller {info.controller}, {len(info.hosts)} hosts Ready"
+    )
     for h in info.hosts:
         _out.print(f"  {h.name}  {h.underlay_ip}", highlight=False)
 
@@ -54,6 +58,10 @@ def status(
     if not labs:
         _out.print("no labs")
     for info in labs:
-        alive = ", ".join(f"{role} {'up' if ok else 'DOWN'}" for role, ok in sorted(info.alive.items()))
-        _out.print(f"{info.name}: controller {info.controller}, subnet {info.subnet}: {alive}",
-                   highlight=False)
+        alive = ", ".join(
+            f"{role} {'up' if ok else 'DOWN'}" for role, ok in sorted(info.alive.items())
+        )
+        _out.print(
+            f"{info.name}: controller {info.controller}, subnet {info.subnet}: {alive}",
+            highlight=False,
+        )

@@ -17,24 +17,33 @@ import typer
 from rich.console import Console
 
 from berth.errors import UserError
-from protos import common_pb2, controller_pb2
-
 from clusterctl import output
 from clusterctl.client import CtlError, connect
 from clusterctl.lab_cli import lab_app
 from clusterctl.waiting import wait_for_services
+from protos import common_pb2, controller_pb2
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Drive a berth cluster.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Drive a berth cluster.",
+)
 image_app = typer.Typer(no_args_is_help=True, help="Manage images.")
 app.add_typer(lab_app, name="lab")
 app.add_typer(image_app, name="image")
 
 err = Console(stderr=True)
-out = Console()
+# Piped output (scripts, tests) must not be cut to 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=250)
 KINDS = ("nodes", "networks", "services", "containers")
-_ALIASES = {k[:-1]: k for k in KINDS} | {"node": "nodes", "no": "nodes", "svc": "services",
-                                         "net": "networks", "ctr": "containers"}
+_ALIASES = {k[:-1]: k for k in KINDS} | {
+    "node": "nodes",
+    "no": "nodes",
+    "svc": "services",
+    "net": "networks",
+    "ctr": "containers",
+}
 _state: dict[str, str | None] = {"controller": None}
 
 ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
@@ -197,6 +206,8 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
     """Load an image archive into the cluster; every node gets it."""
     from clusterctl.images import load_image
 
+    if not file.is_file():
+        raise CtlError(f"{file}: no such file")
     refs = _run(load_image(_state["controller"], file))
     for ref in refs:
         out.print(f"Loaded image: {ref}")

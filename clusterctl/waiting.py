@@ -7,9 +7,8 @@ import time
 
 from rich.console import Console
 
-from protos import controller_pb2, controller_pb2_grpc
-
 from clusterctl.client import CtlError
+from protos import controller_pb2, controller_pb2_grpc
 
 POLL = 0.2
 
@@ -32,9 +31,9 @@ def _progress(resp: controller_pb2.GetResponse, services: list[str]) -> tuple[bo
 
 
 async def wait_for_services(
-    stub: controller_pb2_grpc.ControllerStub, services: list[str], timeout: float, err: Console
+    stub: controller_pb2_grpc.ControllerStub, services: list[str], within: float, err: Console
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     line = problem = ""
     with err.status("waiting") as status:
         while time.monotonic() < deadline:
@@ -47,4 +46,6 @@ async def wait_for_services(
                 err.print(line, highlight=False)
                 return
             await asyncio.sleep(POLL)
-    raise CtlError(f"timed out after {timeout:.0f}s: {line}" + (f"; last error: {problem}" if problem else ""))
+    raise CtlError(
+        f"timed out after {within:.0f}s: {line}" + (f"; last error: {problem}" if problem else "")
+    )

@@ -30,14 +30,21 @@ class Lab:
     def env(self) -> dict[str, str]:
         return {**os.environ, "BERTH_CONTROLLER": self.controller}
 
-    def ctl(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def ctl(
+        self, *args: str, check: bool = True, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(BIN / "clusterctl"), *args], env=self.env(), capture_output=True, text=True,
+            [str(BIN / "clusterctl"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"clusterctl {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"clusterctl {' '.join(args)} exited {proc.returncode}:\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def containers(self) -> dict[str, dict[str, Any]]:
@@ -49,8 +56,12 @@ class Lab:
 
 
 def lab_status(name: str) -> dict[str, Any]:
-    out = subprocess.run([str(BIN / "clusterctl"), "lab", "status", "--name", name, "-o", "json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(BIN / "clusterctl"), "lab", "status", "--name", name, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     (info,) = json.loads(out)
     return dict(info)
 
@@ -73,12 +84,16 @@ def lab_factory() -> Iterator[Callable[[int], Lab]]:
     def make(hosts: int) -> Lab:
         name = "e2e" + secrets.token_hex(2)
         made.append(name)
-        subprocess.run([str(BIN / "clusterctl"), "lab", "up", "--name", name, "--hosts", str(hosts)],
-                       check=True, timeout=300)
+        subprocess.run(
+            [str(BIN / "clusterctl"), "lab", "up", "--name", name, "--hosts", str(hosts)],
+            check=True,
+            timeout=300,
+        )
         return Lab(name, lab_status(name))
 
     yield make
     for name in made:
-        subprocess.run([str(BIN / "clusterctl"), "lab", "down", "--name", name], check=False,
-                       timeout=300)
+        subprocess.run(
+            [str(BIN / "clusterctl"), "lab", "down", "--name", name], check=False, timeout=300
+        )
         assert labmod.leftovers(name) == []

@@ -41,7 +41,9 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) 
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory: Callable[[int], Lab], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(
+    lab_factory: Callable[[int], Lab], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lab]:
     lab = lab_factory(1)
     path = tmp_path_factory.mktemp("m") / "web.yaml"
     path.write_text(WEB)
@@ -61,11 +63,14 @@ def test_exec_hostname_is_container_name(lab: Lab) -> None:
     assert lab.ctl("exec", "web-1", "--", "hostname").stdout.strip() == "web-1"
 
 
-@pytest.mark.parametrize(("argv", "code"), [
-    pytest.param(["sh", "-c", "exit 7"], 7, id="command-exit-code"),
-    pytest.param(["no-such-command"], 127, id="not-found-127"),
-    pytest.param(["/etc/passwd"], 126, id="not-executable-126"),
-])
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        pytest.param(["sh", "-c", "exit 7"], 7, id="command-exit-code"),
+        pytest.param(["no-such-command"], 127, id="not-found-127"),
+        pytest.param(["/etc/passwd"], 126, id="not-executable-126"),
+    ],
+)
 def test_exec_exit_codes(lab: Lab, argv: list[str], code: int) -> None:
     assert lab.ctl("exec", "web-1", "--", *argv, check=False).returncode == code
 
@@ -84,7 +89,9 @@ def test_inside_container(lab: Lab) -> None:
     if Path("/proc/kcore").exists():
         masked.append("/proc/kcore")
     else:
-        assert lab.ctl("exec", "web-1", "--", "test", "-e", "/proc/kcore", check=False).returncode == 1
+        assert (
+            lab.ctl("exec", "web-1", "--", "test", "-e", "/proc/kcore", check=False).returncode == 1
+        )
     for path in masked:
         devno = lab.ctl("exec", "web-1", "--", "stat", "-c", "%F %t:%T", path).stdout.strip()
         assert devno == "character special file 1:3", (path, devno)
@@ -144,7 +151,9 @@ def test_live_restore(lab: Lab) -> None:
 def test_delete_removes_everything(lab: Lab) -> None:
     pids = {n: r["pid"] for n, r in lab.containers().items() if n.startswith("web-")}
     lab.ctl("delete", "service", "web")
-    wait_until("web containers gone", lambda: not any(n.startswith("web-") for n in lab.containers()))
+    wait_until(
+        "web containers gone", lambda: not any(n.startswith("web-") for n in lab.containers())
+    )
     for pid in pids.values():
         if pid:
             with pytest.raises(ProcessLookupError):
@@ -155,23 +164,39 @@ def test_delete_removes_everything(lab: Lab) -> None:
     parent = lab.info["hosts"][0]["cgroup_parent"]
     assert [d for d in _cgroup_dirs("web-1") + _cgroup_dirs("web-2") if parent in d] == []
     assert not list(state_dir.glob("hosts/*/containers/web-*"))
-    runc = subprocess.run(["runc", "--root", lab.info["hosts"][0]["runtime_root"], "list", "-q"],
-                          capture_output=True, text=True)
+    runc = subprocess.run(
+        ["runc", "--root", lab.info["hosts"][0]["runtime_root"], "list", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert "web-" not in runc.stdout
 
 
 BAD = {
-    "misspelled-field": ("apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
-                         "spec: {image: busybox:latest, replicsa: 2}\n", "Service/bad: spec.replicsa"),
-    "wrong-type": ("apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
-                   "spec: {image: busybox:latest, replicas: two}\n", "Service/bad: spec.replicas"),
-    "unknown-kind": ("apiVersion: berth/v1\nkind: Servce\nmetadata: {name: bad}\nspec: {}\n",
-                     "document 2: kind"),
-    "unsupported-field": ("apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
-                          "spec: {image: busybox:latest, ports: ['8080:80']}\n",
-                          "Service/bad: spec.ports"),
+    "misspelled-field": (
+        "apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
+        "spec: {image: busybox:latest, replicsa: 2}\n",
+        "Service/bad: spec.replicsa",
+    ),
+    "wrong-type": (
+        "apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
+        "spec: {image: busybox:latest, replicas: two}\n",
+        "Service/bad: spec.replicas",
+    ),
+    "unknown-kind": (
+        "apiVersion: berth/v1\nkind: Servce\nmetadata: {name: bad}\nspec: {}\n",
+        "document 2: kind",
+    ),
+    "unsupported-field": (
+        "apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
+        "spec: {image: busybox:latest, ports: ['8080:80']}\n",
+        "Service/bad: spec.ports",
+    ),
 }
-GOOD_FIRST = "apiVersion: berth/v1\nkind: Service\nmetadata: {name: fine}\nspec: {image: busybox:latest}\n---\n"
+GOOD_FIRST = (
+    "apiVersion: berth/v1\nkind: Service\nmetadata: {name: fine}\n"
+    "spec: {image: busybox:latest}\n---\n"
+)
 
 
 def _etcd_dump(lab: Lab) -> dict[str, bytes]:

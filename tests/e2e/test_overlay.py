@@ -1,0 +1,179 @@
+"""Issue 3 on a 3-host lab: overlay networking, IPAM and DNS by name across hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from berth.etcd import Etcd3Client
+from tests.e2e.conftest import Lab, wait_until
+
+pytestmark = pytest.mark.e2e
+
+NETWORK = """\
+apiVersion: berth/v1
+kind: Network
+metadata: {{name: {net}}}
+spec: {{driver: overlay, subnet: {subnet}}}
+---
+apiVersion: berth/v1
+kind: Service
+metadata: {{name: {svc}}}
+spec:
+  replicas: {replicas}
+  image: busybox:latest
+  command: [sleep, "3600"]
+  networks: [{net}]
+"""
+
+
+def manifest(tmp: Path, net: str, subnet: str, svc: str, replicas: int) -> str:
+    path = tmp / f"{svc}-{replicas}.yaml"
+    path.write_text(NETWORK.format(net=net, subnet=subnet, svc=svc, replicas=replicas))
+    return str(path)
+
+
+def resolve(lab: Lab, client: str, name: str, subnet: str) -> list[str]:
+    """Addresses `nslookup` inside CLIENT returns for NAME, within SUBNET (not the server's)."""
+    out = lab.ctl("exec", client, "--", "nslookup", name, check=False).stdout
+    net = ipaddress.ip_network(subnet)
+    found = re.findall(r"Address:?\s+(\d+\.\d+\.\d+\.\d+)", out)
+    return sorted(ip for ip in found if ipaddress.ip_address(ip) in net)
+
+
+def pings(lab: Lab, src: str, dst: str) -> bool:
+    return lab.ctl("exec", src, "--", "ping", "-c1", "-W2", dst, check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def lab(
+    lab_factory: Callable[[int], Lab], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lab]:
+    lab = lab_factory(3)
+    tmp = tmp_path_factory.mktemp("m")
+    lab.ctl("apply", "-f", manifest(tmp, "appnet", "10.42.0.0/24", "web", 3), "--wait")
+    lab.ctl("apply", "-f", manifest(tmp, "othernet", "10.43.0.0/24", "db", 2), "--wait")
+    lab.info["tmp"] = str(tmp)
+    yield lab
+
+
+WEB = ("web-1", "web-2", "web-3")
+
+
+def test_one_replica_per_host(lab: Lab) -> None:
+    rows = lab.containers()
+    assert sorted(rows[n]["node"] for n in WEB) == ["h1", "h2", "h3"]
+    ips = [rows[n]["networks"]["appnet"]["ip"] for n in WEB]
+    assert len(set(ips)) == 3
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.42.0.0/24") for ip in ips)
+    assert "10.42.0.1" not in ips  # the gateway is reserved
+
+
+def test_get_networks_and_nodes(lab: Lab) -> None:
+    nets = {r["name"]: r for r in _json(lab, "networks")}
+    assert nets["appnet"]["driver"] == "overlay" and nets["appnet"]["subnet"] == "10.42.0.0/24"
+    assert nets["appnet"]["vni"] and nets["appnet"]["vni"] != nets["othernet"]["vni"]
+    assert nets["appnet"]["endpoints"] == 3
+    nodes = {r["name"]: r for r in _json(lab, "nodes")}
+    assert {n: nodes[n]["address"] for n in nodes} == {
+        h["name"]: h["underlay_ip"] for h in lab.info["hosts"]
+    }
+
+
+def _json(lab: Lab, kind: str) -> list[dict[str, object]]:
+    import json
+
+    return list(json.loads(lab.ctl("get", kind, "-o", "json").stdout))
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    list(itertools.permutations(WEB, 2)),
+    ids=[f"{a}-to-{b}" for a, b in itertools.permutations(WEB, 2)],
+)
+def test_ping_by_name_across_hosts(lab: Lab, src: str, dst: str) -> None:
+    assert pings(lab, src, dst)
+
+
+def test_service_name_returns_every_replica(lab: Lab) -> None:
+    rows = lab.containers()
+    want = sorted(rows[n]["networks"]["appnet"]["ip"] for n in WEB)
+    assert resolve(lab, "web-1", "web", "10.42.0.0/24") == want
+
+
+def test_unknown_name_fails_fast_not_hangs(lab: Lab) -> None:
+    proc = lab.ctl(
+        "exec", "web-1", "--", "nslookup", "no-such-name.example", check=False, timeout=30
+    )
+    assert proc.returncode != 0
+
+
+def test_networks_are_isolated(lab: Lab) -> None:
+    rows = lab.containers()
+    assert resolve(lab, "db-1", "web-2", "10.0.0.0/8") == []
+    assert resolve(lab, "web-2", "db-1", "10.0.0.0/8") == []
+    assert resolve(lab, "db-1", "db-2", "10.43.0.0/24") == [
+        rows["db-2"]["networks"]["othernet"]["ip"]
+    ]
+    assert not pings(lab, "db-1", rows["web-2"]["networks"]["appnet"]["ip"])
+    assert not pings(lab, "web-2", rows["db-1"]["networks"]["othernet"]["ip"])
+
+
+async def _ipam_and_assignments(endpoint: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    from berth.records import ContainerSpec
+
+    async with Etcd3Client(endpoint) as etcd:
+        ipam = await etcd.get_prefix("/berth/ipam/")
+        assigned = await etcd.get_prefix("/berth/assign/")
+    allocations = [
+        (m.key.split("/")[3] + "/" + m.key.split("/")[4], v.decode()) for v, m in ipam.items
+    ]
+    by_container = {}
+    for value, _meta in assigned.items:
+        spec = ContainerSpec.loads(value)
+        for att in spec.networks:
+            by_container[f"{att.network}/{att.ip}"] = spec.name
+    return allocations, by_container
+
+
+def test_agent_restart_keeps_pings_and_leaks_nothing(lab: Lab) -> None:
+    before = lab.containers()
+    h2 = next(h for h in lab.info["hosts"] if h["name"] == "h2")
+    os.kill(int(h2["agent_pid"]), signal.SIGKILL)
+    lab.ctl("lab", "up", "--name", lab.name, "--hosts", "3")
+    lab.refresh()
+    after = lab.containers()
+    assert {n: after[n]["pid"] for n in WEB} == {n: before[n]["pid"] for n in WEB}
+    for src, dst in itertools.permutations(WEB, 2):
+        wait_until(f"{src} pings {dst}", lambda s=src, d=dst: pings(lab, s, d), timeout=30)
+    allocations, by_container = asyncio.run(_ipam_and_assignments(lab.info["etcd"]))
+    ips = [key for key, _ in allocations]
+    assert len(ips) == len(set(ips))
+    # Every allocation belongs to an assigned container and vice versa: nothing leaked.
+    assert dict(allocations) == by_container
+
+
+def test_deleted_replica_stops_resolving_elsewhere(lab: Lab) -> None:
+    rows = lab.containers()
+    assert rows["web-3"]["node"] != rows["web-1"]["node"]
+    assert resolve(lab, "web-1", "web-3", "10.42.0.0/24") == [
+        rows["web-3"]["networks"]["appnet"]["ip"]
+    ]
+    lab.ctl(
+        "apply", "-f", manifest(Path(lab.info["tmp"]), "appnet", "10.42.0.0/24", "web", 2), "--wait"
+    )
+    wait_until("web-3 gone", lambda: "web-3" not in lab.containers())
+    wait_until(
+        "web-3 stops resolving", lambda: resolve(lab, "web-1", "web-3", "10.42.0.0/24") == []
+    )
+    assert len(resolve(lab, "web-1", "web", "10.42.0.0/24")) == 2
+    allocations, by_container = asyncio.run(_ipam_and_assignments(lab.info["etcd"]))
+    assert dict(allocations) == by_container
