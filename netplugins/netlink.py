@@ -1,16 +1,17 @@
 """Small pyroute2 helpers every driver shares: open a route socket in a netns, look up links,
 translate netlink failures into netplugins errors, and discover the underlay.
 
-Called by the driver packages (netplugins/<driver>/) only. pyroute2 0.9's ``AsyncIPRoute``
-takes ``netns=`` and opens its socket inside that namespace (a short-lived child process
-does the setns, so the caller's thread never changes namespace). ``flags=0`` matters: the
-default O_CREAT would silently create a missing /run/netns entry instead of failing.
+Called by the driver packages (netplugins/<driver>/) only. A socket for another namespace
+is created by berth.netns on a thread of its own that enters the namespace and comes back,
+then handed to ``AsyncIPRoute(fileno=...)``. pyroute2's own ``netns=`` would fork a child
+for that, and a fork of the agent (which runs gRPC threads) can crash the child.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,10 +19,13 @@ from typing import Any, TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from berth.netns import NetnsError, NetnsThread, open_netns
 from netplugins.contract import Underlay
 from netplugins.errors import KernelError, NetnsNotFoundError
 
 T = TypeVar("T")
+
+NETLINK_ROUTE = 0
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -39,13 +43,40 @@ def _existing_netns(netns: str) -> str:
     return path
 
 
+_threads: dict[int, NetnsThread] = {}
+
+
+def _netns_thread() -> NetnsThread:
+    # One per process, built on first use from the event loop's thread ("home").
+    pid = os.getpid()
+    if pid not in _threads:
+        _threads[pid] = NetnsThread()
+    return _threads[pid]
+
+
+def _new_route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
+async def _netlink_socket_in(path: str) -> socket.socket:
+    try:
+        handle = open_netns(path)
+    except NetnsError as exc:
+        raise NetnsNotFoundError(str(exc)) from exc
+    try:
+        return await _netns_thread().run(handle, _new_route_socket, on_orphan=socket.socket.close)
+    finally:
+        handle.close()
+
+
 @asynccontextmanager
 async def route_socket(netns: str | None = None) -> AsyncIterator[Any]:
     """An AsyncIPRoute in ``netns`` (None: the caller's own namespace)."""
     if netns is None:
         ipr = AsyncIPRoute()
     else:
-        ipr = AsyncIPRoute(netns=_existing_netns(netns), flags=0)
+        sock = await _netlink_socket_in(_existing_netns(netns))
+        ipr = AsyncIPRoute(fileno=sock.detach())
     try:
         yield ipr
     finally:

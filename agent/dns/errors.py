@@ -10,11 +10,15 @@ the berth base class::
     │   └── ResolverBusy        127.0.0.11:53 is taken in that netns; retry
     └── PermanentError
         └── NetnsError          the container's netns cannot be opened or entered
+                                (defined in berth.netns, shared with the drivers)
 """
 
 from __future__ import annotations
 
-from berth.errors import PermanentError, TemporaryError, UserError
+from berth.errors import TemporaryError, UserError
+from berth.netns import NetnsError
+
+__all__ = ["InvalidRecord", "NetnsError", "ResolverBusy"]
 
 
 class InvalidRecord(UserError, ValueError):
@@ -24,6 +28,3 @@ class InvalidRecord(UserError, ValueError):
 class ResolverBusy(TemporaryError):
     """Something already listens on 127.0.0.11:53 inside the container."""
 
-
-class NetnsError(PermanentError):
-    """Opening, entering or leaving a network namespace failed."""

@@ -1,7 +1,11 @@
-"""Create sockets inside another network namespace from the agent process.
+"""Create sockets inside another network namespace without forking.
 
-server.py calls this to bind 127.0.0.11:53 inside each container and to open
-the sockets that forward misses upstream from the container's own network.
+agent/dns/server.py calls this to bind 127.0.0.11:53 inside each container and
+to open the sockets that forward misses upstream from the container's own
+network; netplugins/netlink.py opens its netlink sockets in container and host
+namespaces the same way. pyroute2's own netns support forks a child to do
+this, and a fork of a process that runs gRPC threads can crash the child
+(seen here: SIGSEGV), so berth never forks for it.
 
 Design notes:
 - A socket belongs to the netns it was created in, for its whole life, no
@@ -32,9 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from agent.dns.errors import NetnsError
+from berth.errors import PermanentError
 
 T = TypeVar("T")
+
+
+class NetnsError(PermanentError):
+    """Opening, entering or leaving a network namespace failed."""
+
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -86,7 +95,7 @@ class NetnsThread:
     def __init__(self) -> None:
         # Opened here, in the caller's thread, so "home" is the agent's netns.
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-dns-netns")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-netns")
 
     async def run(
         self,
