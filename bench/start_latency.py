@@ -31,23 +31,26 @@ def true_spec(name: str) -> ContainerSpec:
                          command=("/bin/true",))
 
 
-async def through_runtime(rt: Runtime, n: int) -> list[float]:
-    times: list[float] = []
-    for i in range(n + 1):
-        name = f"rt-{i}"
-        t0 = time.perf_counter()
-        await rt.create(true_spec(name))
-        await rt.start(name)
-        exited = await rt.wait(name, 30)
-        await rt.delete(name)
-        if exited.exit_code != 0:
-            raise SystemExit(f"{name} exited {exited.exit_code}: {exited.error}")
-        if i:  # the first run warms caches for both sides alike
-            times.append(time.perf_counter() - t0)
-    return times
+async def one_runtime_run(rt: Runtime, name: str) -> float:
+    t0 = time.perf_counter()
+    await rt.create(true_spec(name))
+    await rt.start(name)
+    exited = await rt.wait(name, 30)
+    await rt.delete(name)
+    if exited.exit_code != 0:
+        raise SystemExit(f"{name} exited {exited.exit_code}: {exited.error}")
+    return time.perf_counter() - t0
 
 
-def bare_runc(rt: Runtime, work: Path, n: int) -> list[float]:
+def one_bare_run(work: Path, bundle: Path, name: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["runc", "--root", str(work / "bare-root"), "run", "-b", str(bundle), name],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+async def measure(rt: Runtime, work: Path, n: int) -> tuple[list[float], list[float]]:
+    """Alternate the two sides so load from other processes hits both alike."""
     bundle = work / "bare"
     bundle.mkdir()
     image = rt.images.resolve("busybox")
@@ -55,15 +58,15 @@ def bare_runc(rt: Runtime, work: Path, n: int) -> list[float]:
     try:
         files = write_container_files(bundle, "bare")
         write_bundle(bundle, build_config(true_spec("bare"), image, root, files, rt.cgroup_parent))
-        times: list[float] = []
+        ours: list[float] = []
+        bare: list[float] = []
         for i in range(n + 1):
-            t0 = time.perf_counter()
-            subprocess.run(["runc", "--root", str(work / "bare-root"), "run", "-b", str(bundle),
-                            f"bare-{i}"], check=True, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL)
-            if i:
-                times.append(time.perf_counter() - t0)
-        return times
+            t_ours = await one_runtime_run(rt, f"rt-{i}")
+            t_bare = one_bare_run(work, bundle, f"bare-{i}")
+            if i:  # the first round warms caches for both sides
+                ours.append(t_ours)
+                bare.append(t_bare)
+        return ours, bare
     finally:
         rootfs.remove_rootfs(bundle)
 
@@ -77,8 +80,7 @@ async def main() -> None:
         rt = Runtime(work / "state", work / "runc", f"berth-bench-{uuid.uuid4().hex[:8]}")
         rt.images.load(build_busybox_image(work / "busybox.tar"))
         try:
-            ours = await through_runtime(rt, args.n)
-            bare = bare_runc(rt, work, args.n)
+            ours, bare = await measure(rt, work, args.n)
         finally:
             for c in await rt.list():
                 await rt.delete(c.name)

@@ -206,15 +206,23 @@ class Runtime:
             if record is not None and pid_alive(record.pid, record.pid_start):
                 await self._runtime("kill", name, "KILL", check=False)
                 await wait_pid(record.pid, record.pid_start, 10.0)
-            await self._runtime("delete", "--force", name, check=False)
-            if record is not None and record.conmon_pid:
-                # Let conmon write the exit file and leave before its directory goes.
-                if not await wait_pid(record.conmon_pid, record.conmon_start, 5.0):
-                    _signal_pid(record.conmon_pid, record.conmon_start, signals.SIGKILL)
-            await asyncio.to_thread(rootfs.remove_rootfs, cdir)
+            # The init is dead, so runc's cleanup, conmon's exit and our unmount are
+            # independent: overlap them (this is most of delete's latency).
+            await asyncio.gather(
+                self._runtime("delete", "--force", name, check=False),
+                self._reap_monitor(record),
+                asyncio.to_thread(rootfs.remove_rootfs, cdir),
+            )
             await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
             await asyncio.to_thread(shutil.rmtree, cdir, True)
         self._locks.pop(name, None)
+
+    @staticmethod
+    async def _reap_monitor(record: Record | None) -> None:
+        """Let conmon write the exit file and leave before its directory goes."""
+        if record is not None and record.conmon_pid:
+            if not await wait_pid(record.conmon_pid, record.conmon_start, 5.0):
+                _signal_pid(record.conmon_pid, record.conmon_start, signals.SIGKILL)
 
     # --- queries ----------------------------------------------------------------------------
 

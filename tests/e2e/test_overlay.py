@@ -61,7 +61,6 @@ def lab(
     tmp = tmp_path_factory.mktemp("m")
     lab.ctl("apply", "-f", manifest(tmp, "appnet", "10.42.0.0/24", "web", 3), "--wait")
     lab.ctl("apply", "-f", manifest(tmp, "othernet", "10.43.0.0/24", "db", 2), "--wait")
-    lab.info["tmp"] = str(tmp)
     yield lab
 
 
@@ -161,15 +160,13 @@ def test_agent_restart_keeps_pings_and_leaks_nothing(lab: Lab) -> None:
     assert dict(allocations) == by_container
 
 
-def test_deleted_replica_stops_resolving_elsewhere(lab: Lab) -> None:
+def test_deleted_replica_stops_resolving_elsewhere(lab: Lab, tmp_path: Path) -> None:
     rows = lab.containers()
     assert rows["web-3"]["node"] != rows["web-1"]["node"]
     assert resolve(lab, "web-1", "web-3", "10.42.0.0/24") == [
         rows["web-3"]["networks"]["appnet"]["ip"]
     ]
-    lab.ctl(
-        "apply", "-f", manifest(Path(lab.info["tmp"]), "appnet", "10.42.0.0/24", "web", 2), "--wait"
-    )
+    lab.ctl("apply", "-f", manifest(tmp_path, "appnet", "10.42.0.0/24", "web", 2), "--wait")
     wait_until("web-3 gone", lambda: "web-3" not in lab.containers())
     wait_until(
         "web-3 stops resolving", lambda: resolve(lab, "web-1", "web-3", "10.42.0.0/24") == []
