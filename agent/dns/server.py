@@ -32,9 +32,9 @@ from dnslib import RCODE, DNSError, DNSRecord
 
 from agent.dns.answers import answer, failure, pack_udp, udp_limit
 from agent.dns.errors import NetnsError, ResolverBusy
-from berth.netns import NetnsHandle, NetnsThread, netns_identity, open_netns
 from agent.dns.records import Records
 from agent.dns.upstream import Forwarder, Upstream, host_upstreams
+from berth.netns import NetnsHandle, NetnsThread, netns_identity, open_netns
 
 log = logging.getLogger(__name__)
 
