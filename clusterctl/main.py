@@ -51,7 +51,8 @@ ControllerOpt = Annotated[str | None, typer.Option("--controller", help="control
 
 def _fail(exc: Exception) -> None:
     # One line, never wrapped to the terminal width: scripts and people grep it.
-    print(f"Error: {exc}", file=sys.stderr)
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    print(f"Error: {text}", file=sys.stderr)
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -208,7 +209,10 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
 
     if not file.is_file():
         raise CtlError(f"{file}: no such file")
-    refs = _run(load_image(_state["controller"], file))
+    try:
+        refs = _run(load_image(_state["controller"], file))
+    except CtlError as exc:
+        raise CtlError(f"{file}: {exc}", berth_failed=exc.berth_failed) from exc
     for ref in refs:
         out.print(f"Loaded image: {ref}")
 

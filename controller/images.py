@@ -134,8 +134,14 @@ def archive_refs(path: Path) -> list[str]:
                 return _docker_refs(_read_json(tar, "manifest.json"))
             if "index.json" in names:
                 return _oci_refs(_read_json(tar, "index.json"))
+    except tarfile.ReadError as exc:
+        raise UserError(
+            "image load: not a tar archive (expected docker-save or OCI layout)"
+        ) from exc
     except (tarfile.TarError, ValueError, KeyError) as exc:
-        raise UserError(f"image load: not a docker-save or OCI layout tar: {exc}") from exc
+        # tarfile's messages can span lines; the person gets one.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"image load: not a docker-save or OCI layout tar: {first}") from exc
     raise UserError("image load: not a docker-save or OCI layout tar "
                     "(neither manifest.json nor index.json found)")
 

@@ -174,3 +174,49 @@ def test_deleted_replica_stops_resolving_elsewhere(lab: Lab, tmp_path: Path) -> 
     assert len(resolve(lab, "web-1", "web", "10.42.0.0/24")) == 2
     allocations, by_container = asyncio.run(_ipam_and_assignments(lab.info["etcd"]))
     assert dict(allocations) == by_container
+
+
+def test_container_files_point_at_embedded_dns(lab: Lab) -> None:
+    resolv = lab.ctl("exec", "web-1", "--", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11" in resolv.splitlines()
+    ip = lab.containers()["web-1"]["networks"]["appnet"]["ip"]
+    hosts = lab.ctl("exec", "web-1", "--", "cat", "/etc/hosts").stdout
+    assert f"{ip}\tweb-1" in hosts
+
+
+def test_stopped_container_stops_resolving(lab: Lab) -> None:
+    rows = lab.containers()
+    db2 = rows["db-2"]
+    assert resolve(lab, "db-1", "db-2", "10.43.0.0/24") == [db2["networks"]["othernet"]["ip"]]
+    os.kill(db2["pid"], signal.SIGKILL)
+    wait_until("db-2 exited", lambda: lab.containers()["db-2"]["state"] == "exited")
+    assert lab.containers()["db-2"]["exit_code"] == 137
+    wait_until("db-2 stops resolving", lambda: resolve(lab, "db-1", "db-2", "10.43.0.0/24") == [])
+
+
+def _overlay_devices(lab: Lab) -> list[str]:
+    import subprocess
+
+    found = []
+    for host in lab.info["hosts"]:
+        out = subprocess.run(
+            ["ip", "-n", host["netns"], "-o", "link", "show"], capture_output=True, text=True
+        ).stdout
+        found += [f"{host['name']}:{m}" for m in re.findall(r"^\d+: (vx-\d+|bo-\d+)", out, re.M)]
+    return found
+
+
+def test_deleting_network_removes_it_from_every_host(lab: Lab, tmp_path: Path) -> None:
+    vni = {r["name"]: r["vni"] for r in _json(lab, "networks")}["othernet"]
+    assert any(d.endswith(f"vx-{vni}") for d in _overlay_devices(lab))
+    path = manifest(tmp_path, "othernet", "10.43.0.0/24", "db", 2)
+    lab.ctl("delete", "-f", path)
+    wait_until(
+        "othernet devices gone",
+        lambda: not [d for d in _overlay_devices(lab) if d.endswith(f"-{vni}")],
+    )
+    assert "othernet" not in {r["name"] for r in _json(lab, "networks")}
+    assert any(
+        d.endswith("vx-" + str({r["name"]: r["vni"] for r in _json(lab, "networks")}["appnet"]))
+        for d in _overlay_devices(lab)
+    )

@@ -225,3 +225,31 @@ def test_bad_input_writes_nothing(lab: Lab, tmp_path: Path, text: str, where: st
     assert str(path) in lines[0] and where in lines[0], lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
     assert _etcd_dump(lab) == before
+
+
+def test_image_load_oci_layout(lab: Lab, tmp_path: Path) -> None:
+    from berth.busybox import build_busybox_image
+    from tests.imagekit import busybox_layer, make_layer, write_oci_layout
+
+    base = busybox_layer(build_busybox_image(tmp_path / "busybox.tar"))
+    extra = make_layer([("etc/motd", b"loaded through clusterctl\n", None)])
+    archive = write_oci_layout(tmp_path / "oci.tar", [base, extra], "example.org/team/motd:v1")
+    proc = lab.ctl("image", "load", str(archive))
+    assert "example.org/team/motd:v1" in proc.stdout
+    path = tmp_path / "motd.yaml"
+    path.write_text(
+        "apiVersion: berth/v1\nkind: Service\nmetadata: {name: motd}\n"
+        "spec: {image: 'example.org/team/motd:v1',\n"
+        "       command: [sh, -c, 'cat /etc/motd; sleep 3600']}\n"
+    )
+    lab.ctl("apply", "-f", str(path), "--wait")
+    wait_until("motd output", lambda: "loaded through" in lab.ctl("logs", "motd-1").stdout)
+    lab.ctl("delete", "-f", str(path))
+
+
+def test_image_load_rejects_garbage(lab: Lab, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"this is not a tar archive")
+    proc = lab.ctl("image", "load", str(junk), check=False)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
