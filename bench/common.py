@@ -3,7 +3,8 @@
 Owns bringing a throw-away lab up and always down again, manifests for the overlay
 setups, reading containers back, netns paths, process-group cleanup and nearest-rank
 percentiles. Everything goes through the ``clusterctl`` next to this interpreter, as a
-person would drive berth; only the timed part of convergence.py talks gRPC directly.
+person would drive berth; convergence.py's sample loop talks gRPC directly, because
+the CLI's own start-up (~0.5 s of imports) would swamp what it measures.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,13 @@ class Lab:
     name: str
     controller: str
     hosts: tuple[Host, ...]
+    state_dir: Path
+
+    def save_logs(self) -> Path:
+        """Copy the daemons' logs out of the lab, which teardown removes, for a post-mortem."""
+        dest = Path(tempfile.mkdtemp(prefix=f"berth-bench-{self.name}-logs-"))
+        shutil.copytree(self.state_dir / "logs", dest, dirs_exist_ok=True)
+        return dest
 
     def ctl(self, *args: str, timeout: float = 240.0) -> str:
         """Run ``clusterctl --controller ... ARGS``; its stdout, or BenchError with stderr."""
@@ -89,6 +99,18 @@ def container_of(row: dict[str, Any]) -> Container:
     net = row.get("networks", {}).get(NETWORK, {})
     return Container(name=row["name"], node=row["node"], state=row["state"],
                      pid=int(row.get("pid") or 0), ip=net.get("ip", ""))
+
+
+def run_main(body: Callable[[], None]) -> None:
+    """Run a benchmark's body; one line instead of a traceback for Ctrl-C and BenchError."""
+    try:
+        body()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run(argv: Sequence[str], timeout: float = 60.0) -> str:
@@ -128,6 +150,7 @@ def lab_session(prefix: str, hosts: int, keep: bool) -> Iterator[Lab]:
             name=name,
             controller=info["controller"],
             hosts=tuple(Host(h["name"], h["netns"], h["underlay_ip"]) for h in info["hosts"]),
+            state_dir=Path(info["state_dir"]),
         )
     finally:
         if keep:
