@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from agent.hooks import ContainerHooks
 from agent.plan import Action, Actual, Verb, plan
 from agent.runtime.containers import Container, Runtime
+from agent.runtime.errors import ContainerNotFound, ImageNotFound
 from agent.runtime.state import State
 from berth import keyspace
 from berth.etcd import Etcd3Client
@@ -55,10 +56,10 @@ class Reconciler:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _written: dict[str, ContainerStatus] = field(default_factory=dict)
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _revisit: set[str] = field(default_factory=set)
     _revision: int = 0
     _listed: asyncio.Event = field(default_factory=asyncio.Event)
-    _actual_specs: dict[str, ContainerSpec | None] = field(default_factory=dict)
 
     def wake(self) -> None:
         self._wake.set()
@@ -95,33 +96,54 @@ class Reconciler:
         for value, meta in listing.items:
             spec = ContainerSpec.loads(value)
             desired[keyspace.last_segment(meta.key)] = spec
-        containers = {c.name: c for c in await self.runtime.list()}
-        actual = {n: Actual(n, c.state, c.spec) for n, c in containers.items()}
-        actions = plan(desired, actual)
-        self._actual_specs = {n: a.spec for n, a in actual.items()}
-        await asyncio.gather(*(self._carry_out(a) for a in actions))
+        names = set(desired) | {c.name for c in await self.runtime.list()}
+        for name in sorted(names):
+            worker = self._workers.get(name)
+            if worker is not None and not worker.done():
+                self._revisit.add(name)  # still busy: look again when it finishes
+                continue
+            worker = asyncio.create_task(self._carry_out(name, desired.get(name)), name=name)
+            worker.add_done_callback(self._worker_done)
+            self._workers[name] = worker
         await self._delete_orphan_statuses(set(desired))
 
-    async def _carry_out(self, action: Action) -> None:
-        lock = self._locks.setdefault(action.name, asyncio.Lock())
-        async with lock:
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        name = task.get_name()
+        if self._workers.get(name) is task:
+            del self._workers[name]
+        if name in self._revisit:
+            self._revisit.discard(name)
+            self.wake()
+
+    async def _carry_out(self, name: str, want: ContainerSpec | None) -> None:
+        """One container's work, planned from facts read now, not when the pass listed.
+
+        Each container has at most one worker at a time (kopf's per-object queue), so a
+        slow create or image pull never holds up other containers.
+        """
+        try:
+            have = await self.runtime.state(name)
+        except ContainerNotFound:
+            have = None
+        actual = {name: Actual(name, have.state, have.spec)} if have else {}
+        for action in plan({name: want} if want else {}, actual):
             try:
-                await self._act(action)
+                await self._act(action, have.spec if have else None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("container %s: %s failed", action.name, action.verb.value)
+                log.exception("container %s: %s failed", name, action.verb.value)
                 if action.spec is not None:
-                    self._note_failure(action.name, exc)
+                    self._note_failure(name, exc)
                     await self._write_status(self._failed_status(action.spec))
 
-    async def _act(self, action: Action) -> None:
+    async def _act(self, action: Action, have: ContainerSpec | None) -> None:
         if action.verb is Verb.DELETE:
-            await self._delete(action.name)
+            await self._delete(action.name, have)
             return
         assert action.spec is not None
         if action.verb is Verb.RECREATE:
-            await self._delete(action.name, keep_status=True)
+            await self._delete(action.name, have, keep_status=True)
         if action.verb in (Verb.CREATE, Verb.RECREATE):
             if not self._may_try(action.name):
                 return
@@ -134,8 +156,6 @@ class Reconciler:
         await self._write_status(self._status_of(action.spec, container))
 
     async def _create(self, spec: ContainerSpec) -> None:
-        from agent.runtime.errors import ImageNotFound
-
         if not self.runtime.images.has(spec.image):
             await self.pull_image(spec.image)
             if not self.runtime.images.has(spec.image):
@@ -150,14 +170,15 @@ class Reconciler:
             raise
         self._backoff.pop(spec.name, None)
 
-    async def _delete(self, name: str, *, keep_status: bool = False) -> None:
-        await self.hooks.before_delete(name, self._actual_specs.get(name))
+    async def _delete(
+        self, name: str, have: ContainerSpec | None, *, keep_status: bool = False
+    ) -> None:
+        await self.hooks.before_delete(name, have)
         await self.runtime.delete(name)
         self._backoff.pop(name, None)
         if not keep_status:
             await self.etcd.delete(keyspace.status(name))
             self._written.pop(name, None)
-            self._locks.pop(name, None)
 
     def _may_try(self, name: str) -> bool:
         b = self._backoff.get(name)
