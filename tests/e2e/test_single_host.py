@@ -205,9 +205,13 @@ def _etcd_dump(lab: Lab) -> dict[str, bytes]:
     from berth.etcd import Etcd3Client
 
     async def dump() -> dict[str, bytes]:
+        # Everything the controller writes on apply, directly or through the scheduler.
+        found: dict[str, bytes] = {}
         async with Etcd3Client(lab.info["etcd"]) as etcd:
-            listing = await etcd.get_prefix("/berth/desired/")
-            return {meta.key: value for value, meta in listing.items}
+            for prefix in ("desired", "assign", "ipam", "vni", "netstate"):
+                listing = await etcd.get_prefix(f"/berth/{prefix}/")
+                found |= {meta.key: value for value, meta in listing.items}
+        return found
 
     return asyncio.run(dump())
 
