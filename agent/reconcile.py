@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from agent.hooks import ContainerHooks
 from agent.plan import Action, Actual, Verb, plan
-from agent.runtime.containers import Container, Runtime
+from agent.ports import ContainerRuntime, KeyValue
+from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound
 from agent.runtime.state import State
 from berth import keyspace
-from berth.etcd import Etcd3Client
 from berth.records import ContainerSpec, ContainerState, ContainerStatus
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ class _Backoff:
 
 @dataclass
 class Reconciler:
-    etcd: Etcd3Client
-    runtime: Runtime
+    etcd: KeyValue
+    runtime: ContainerRuntime
     node: str
     pull_image: ImagePuller
     hooks: ContainerHooks = field(default_factory=lambda: ContainerHooks())

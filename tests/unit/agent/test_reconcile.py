@@ -1,0 +1,235 @@
+"""The reconciler against in-memory fakes of etcd and the runtime (agent.ports)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from agent.reconcile import Reconciler
+from agent.runtime.bundle import ContainerFiles
+from agent.runtime.containers import Container
+from agent.runtime.errors import ContainerNotFound
+from agent.runtime.state import State
+from berth import keyspace
+from berth.etcd import KVMeta, Lease, Listing, WatchEvent
+from berth.records import ContainerSpec, ContainerStatus
+
+NODE = "h1"
+
+
+class FakeKV:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.revision = 1
+
+    async def get_prefix(self, prefix: str) -> Listing:
+        items = tuple(
+            (v, KVMeta(k, 1, self.revision, 1, 0))
+            for k, v in sorted(self.data.items())
+            if k.startswith(prefix)
+        )
+        return Listing(items, self.revision)
+
+    async def put(self, key: str, value: bytes | str, lease: Lease | int | None = None) -> int:
+        self.revision += 1
+        self.data[key] = value.encode() if isinstance(value, str) else value
+        return self.revision
+
+    async def delete(self, key: str) -> bool:
+        self.revision += 1
+        return self.data.pop(key, None) is not None
+
+    async def watch_prefix(
+        self, prefix: str, start_revision: int | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        await asyncio.Event().wait()
+        yield  # type: ignore[misc]
+
+    def status(self, name: str) -> ContainerStatus | None:
+        raw = self.data.get(keyspace.status(name))
+        return ContainerStatus.loads(raw) if raw else None
+
+
+@dataclass
+class FakeImages:
+    refs: set[str] = field(default_factory=lambda: {"busybox:latest"})
+
+    def has(self, ref: str) -> bool:
+        return ref in self.refs
+
+
+@dataclass
+class FakeRuntime:
+    images_: FakeImages = field(default_factory=FakeImages)
+    containers: dict[str, Container] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    fail_create: str = ""
+    next_pid: int = 100
+
+    @property
+    def images(self) -> FakeImages:
+        return self.images_
+
+    async def list(self) -> list[Container]:
+        return list(self.containers.values())
+
+    async def state(self, name: str) -> Container:
+        try:
+            return self.containers[name]
+        except KeyError:
+            raise ContainerNotFound(name) from None
+
+    async def create(self, spec: ContainerSpec) -> Container:
+        self.calls.append(("create", spec.name))
+        if self.fail_create:
+            raise RuntimeError(self.fail_create)
+        self.next_pid += 1
+        files = ContainerFiles(Path("/h"), Path("/n"), Path("/r"))
+        c = Container(
+            name=spec.name,
+            state=State.CREATED,
+            pid=self.next_pid,
+            exit_code=None,
+            started_at="",
+            finished_at="",
+            error="",
+            bundle=Path("/b"),
+            files=files,
+            netns=None,
+            spec=spec,
+            image_id="sha256:x",
+        )
+        self.containers[spec.name] = c
+        return c
+
+    async def start(self, name: str) -> Container:
+        self.calls.append(("start", name))
+        c = replace(self.containers[name], state=State.RUNNING, started_at="2026-01-01T00:00:00Z")
+        self.containers[name] = c
+        return c
+
+    async def delete(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        self.containers.pop(name, None)
+
+    def exit(self, name: str, code: int) -> None:
+        self.containers[name] = replace(
+            self.containers[name], state=State.EXITED, exit_code=code, pid=0
+        )
+
+
+def spec(name: str, generation: int = 1) -> ContainerSpec:
+    return ContainerSpec(
+        name=name, service="web", node=NODE, image="busybox:latest", generation=generation
+    )
+
+
+async def assign(kv: FakeKV, s: ContainerSpec) -> None:
+    await kv.put(keyspace.assign(NODE, s.name), s.dumps())
+
+
+async def settle(r: Reconciler) -> None:
+    """Run passes until no container worker is left busy."""
+    for _ in range(5):
+        await r.sync_once()
+        while r._workers:
+            await asyncio.gather(*r._workers.values())
+
+
+@pytest.fixture
+def world() -> tuple[FakeKV, FakeRuntime, Reconciler]:
+    kv, rt = FakeKV(), FakeRuntime()
+
+    async def no_pull(ref: str) -> None:
+        return None
+
+    return kv, rt, Reconciler(etcd=kv, runtime=rt, node=NODE, pull_image=no_pull)
+
+
+async def test_assignment_is_created_started_and_reported(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    assert rt.calls == [("create", "web-1"), ("start", "web-1")]
+    status = kv.status("web-1")
+    assert status is not None and status.state == "running" and status.pid == 101
+
+
+async def test_running_container_is_adopted_not_restarted(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await rt.create(spec("web-1"))
+    await rt.start("web-1")
+    rt.calls.clear()
+    await settle(r)
+    assert rt.calls == []
+    assert kv.status("web-1") is not None and kv.status("web-1").state == "running"  # type: ignore[union-attr]
+
+
+async def test_exit_is_reported_with_code_and_not_restarted(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    rt.exit("web-1", 137)
+    rt.calls.clear()
+    await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and (status.state, status.exit_code) == ("exited", 137)
+    assert rt.calls == []
+
+
+async def test_unassigned_container_is_deleted_with_its_status(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    await kv.delete(keyspace.assign(NODE, "web-1"))
+    await settle(r)
+    assert rt.containers == {}
+    assert kv.status("web-1") is None
+
+
+async def test_new_generation_recreates(world: tuple[FakeKV, FakeRuntime, Reconciler]) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    rt.calls.clear()
+    await assign(kv, spec("web-1", generation=2))
+    await settle(r)
+    assert rt.calls == [("delete", "web-1"), ("create", "web-1"), ("start", "web-1")]
+    assert rt.containers["web-1"].spec.generation == 2
+
+
+async def test_create_failure_is_reported_and_backed_off(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    rt.fail_create = "runc: no space left"
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and status.state == "failed" and "no space left" in status.error
+    # The next passes come sooner than the backoff: no retry storm.
+    assert rt.calls.count(("create", "web-1")) == 1
+
+
+async def test_missing_image_names_the_node(world: tuple[FakeKV, FakeRuntime, Reconciler]) -> None:
+    kv, rt, r = world
+    s = spec("web-1").model_copy(update={"image": "nginx:latest"})
+    await assign(kv, s)
+    await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and status.state == "failed"
+    assert "nginx:latest" in status.error and NODE in status.error
+    assert rt.calls == []
