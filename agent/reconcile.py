@@ -20,7 +20,7 @@ from agent.hooks import ContainerHooks
 from agent.plan import Action, Actual, Verb, plan
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
-from agent.runtime.errors import ContainerNotFound, ImageNotFound
+from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
 from agent.runtime.state import State
 from berth import keyspace
 from berth.records import ContainerSpec, ContainerState, ContainerStatus
@@ -34,6 +34,7 @@ _STATES: dict[State, ContainerState] = {
     State.DELETED: "exited",
 }
 RESYNC_PERIOD = 1.0
+STOP_GRACE = 10.0          # seconds between SIGTERM and SIGKILL, as docker stop
 MAX_BACKOFF = 30.0
 
 ImagePuller = Callable[[str], Awaitable[None]]
@@ -173,6 +174,13 @@ class Reconciler:
     async def _delete(
         self, name: str, have: ContainerSpec | None, *, keep_status: bool = False
     ) -> None:
+        """Withdraw the names first, then stop gracefully, then tear down (Kubernetes' order)."""
+        if have is not None:
+            await self.hooks.on_stopped(have)
+        try:
+            await self.runtime.stop(name, STOP_GRACE)
+        except (ContainerNotFound, InvalidTransition):
+            pass
         await self.hooks.before_delete(name, have)
         await self.runtime.delete(name)
         self._backoff.pop(name, None)

@@ -112,6 +112,11 @@ class FakeRuntime:
         self.containers[name] = c
         return c
 
+    async def stop(self, name: str, timeout: float = 10.0) -> Container:  # noqa: ASYNC109
+        self.calls.append(("stop", name))
+        self.exit(name, 143)
+        return self.containers[name]
+
     async def delete(self, name: str) -> None:
         self.calls.append(("delete", name))
         self.containers.pop(name, None)
@@ -197,6 +202,7 @@ async def test_unassigned_container_is_deleted_with_its_status(
     await kv.delete(keyspace.assign(NODE, "web-1"))
     await settle(r)
     assert rt.containers == {}
+    assert rt.calls[-2:] == [("stop", "web-1"), ("delete", "web-1")]
     assert kv.status("web-1") is None
 
 
@@ -207,7 +213,9 @@ async def test_new_generation_recreates(world: tuple[FakeKV, FakeRuntime, Reconc
     rt.calls.clear()
     await assign(kv, spec("web-1", generation=2))
     await settle(r)
-    assert rt.calls == [("delete", "web-1"), ("create", "web-1"), ("start", "web-1")]
+    assert rt.calls == [
+        ("stop", "web-1"), ("delete", "web-1"), ("create", "web-1"), ("start", "web-1")
+    ]
     assert rt.containers["web-1"].spec.generation == 2
 
 
