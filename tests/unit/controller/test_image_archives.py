@@ -47,7 +47,7 @@ def test_not_an_image_archive_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"neither manifest\.json nor index\.json"):
         archive_refs(_tar(tmp_path / "x.tar", {"hello.json": {}}))
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
-    with pytest.raises(UserError, match=r"not a tar archive \(expected docker-save or OCI layout\)"):
+    with pytest.raises(UserError, match=r"not a tar archive \(expected docker-save"):
         archive_refs(tmp_path / "junk.tar")
 
 
