@@ -97,7 +97,8 @@ class Reconciler:
         for value, meta in listing.items:
             spec = ContainerSpec.loads(value)
             desired[keyspace.last_segment(meta.key)] = spec
-        names = set(desired) | {c.name for c in await self.runtime.list()}
+        present = {c.name for c in await self.runtime.list()}
+        names = set(desired) | present
         for name in sorted(names):
             worker = self._workers.get(name)
             if worker is not None and not worker.done():
@@ -106,7 +107,8 @@ class Reconciler:
             worker = asyncio.create_task(self._carry_out(name, desired.get(name)), name=name)
             worker.add_done_callback(self._worker_done)
             self._workers[name] = worker
-        await self._delete_orphan_statuses(set(desired))
+        # A container still on the host keeps its status until its worker removed it.
+        await self._delete_orphan_statuses(set(desired) | present)
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         name = task.get_name()
@@ -231,12 +233,12 @@ class Reconciler:
         await self.etcd.put(keyspace.status(status.name), status.dumps())
         self._written[status.name] = status
 
-    async def _delete_orphan_statuses(self, desired: set[str]) -> None:
-        """Status keys this node wrote for containers no longer assigned to it."""
+    async def _delete_orphan_statuses(self, keep: set[str]) -> None:
+        """Status keys this node wrote for containers neither assigned nor present."""
         listing = await self.etcd.get_prefix(keyspace.STATUS)
         for value, meta in listing.items:
             name = keyspace.last_segment(meta.key)
-            if name in desired:
+            if name in keep:
                 continue
             try:
                 status = ContainerStatus.loads(value)

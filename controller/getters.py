@@ -97,12 +97,28 @@ def _containers(state: ClusterState) -> list[object]:
             ctr.networks[att.network].mac = att.mac
         out.append(ctr)
     pending = _pending(state)
+    out += _removing(state, {c.name for c in out} | set(pending))
     for name, reason in pending.items():
         service = name.rsplit("-", 1)[0]
         image = state.services[service].doc.spec.image if service in state.services else ""
         out.append(controller_pb2.Container(name=name, service=service, state="pending",
                                             error=reason, image=image))
     return [*sorted(out, key=lambda c: (c.service, _replica_index(c.name), c.name))]
+
+
+def _removing(state: ClusterState, listed: set[str]) -> list[controller_pb2.Container]:
+    """Containers no longer assigned whose agent has not finished removing them.
+
+    The agent deletes a container's status only once the process, mounts and cgroup
+    are gone, so until then it is shown as "removing" (Kubernetes' Terminating).
+    """
+    return [
+        controller_pb2.Container(
+            name=name, service=name.rsplit("-", 1)[0], node=status.node, state="removing",
+            pid=status.pid, started_at=status.started_at, error=status.error,
+        )
+        for name, status in sorted(state.statuses.items()) if name not in listed
+    ]
 
 
 def _pending(state: ClusterState) -> dict[str, str]:

@@ -214,7 +214,10 @@ async def test_new_generation_recreates(world: tuple[FakeKV, FakeRuntime, Reconc
     await assign(kv, spec("web-1", generation=2))
     await settle(r)
     assert rt.calls == [
-        ("stop", "web-1"), ("delete", "web-1"), ("create", "web-1"), ("start", "web-1")
+        ("stop", "web-1"),
+        ("delete", "web-1"),
+        ("create", "web-1"),
+        ("start", "web-1"),
     ]
     assert rt.containers["web-1"].spec.generation == 2
 
@@ -241,3 +244,27 @@ async def test_missing_image_names_the_node(world: tuple[FakeKV, FakeRuntime, Re
     assert status is not None and status.state == "failed"
     assert "nginx:latest" in status.error and NODE in status.error
     assert rt.calls == []
+
+
+async def test_status_stays_until_the_container_is_really_gone(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    release = asyncio.Event()
+    plain_stop = rt.stop
+
+    async def slow_stop(name: str, timeout: float = 10.0) -> Container:  # noqa: ASYNC109
+        await release.wait()
+        return await plain_stop(name, timeout)
+
+    rt.stop = slow_stop  # type: ignore[method-assign]
+    await kv.delete(keyspace.assign(NODE, "web-1"))
+    await r.sync_once()  # starts the removal, which now waits in stop
+    await asyncio.sleep(0)
+    await r.sync_once()  # a later pass must not drop the status meanwhile
+    assert kv.status("web-1") is not None
+    release.set()
+    await settle(r)
+    assert kv.status("web-1") is None and rt.containers == {}
