@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,3 +141,52 @@ class NetnsThread:
         self._executor.shutdown(wait=True)
         os.close(self._home)
 
+
+
+_threads: dict[int, NetnsThread] = {}
+NETLINK_ROUTE = 0
+
+
+def _netns_thread() -> NetnsThread:
+    # One per process, built on first use from the event loop's thread ("home").
+    pid = os.getpid()
+    if pid not in _threads:
+        _threads[pid] = NetnsThread()
+    return _threads[pid]
+
+
+def _new_route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
+async def netlink_socket(path: str) -> socket.socket:
+    """A NETLINK_ROUTE socket that lives in the netns at ``path``.
+
+    Hand it to pyroute2 as ``AsyncIPRoute(fileno=sock.detach())``.
+    """
+    handle = open_netns(path)
+    try:
+        return await _netns_thread().run(handle, _new_route_socket, on_orphan=socket.socket.close)
+    finally:
+        handle.close()
+
+
+async def _ip_netns(verb: str, name: str) -> None:
+    # iproute2 forks and execs, which is safe next to gRPC threads (a bare fork is not).
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", verb, name,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise NetnsError(f"ip netns {verb} {name}: {err.decode(errors='replace').strip()}")
+
+
+async def create_named(name: str) -> None:
+    """Create /run/netns/NAME (loopback down, as the kernel makes it)."""
+    await _ip_netns("add", name)
+
+
+async def remove_named(name: str) -> None:
+    """Delete /run/netns/NAME; its links go with it once nothing else holds it."""
+    await _ip_netns("delete", name)

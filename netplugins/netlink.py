@@ -19,13 +19,11 @@ from typing import Any, TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from berth.netns import NetnsError, NetnsThread, open_netns
+from berth.netns import NetnsError, netlink_socket
 from netplugins.contract import Underlay
 from netplugins.errors import KernelError, NetnsNotFoundError
 
 T = TypeVar("T")
-
-NETLINK_ROUTE = 0
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -43,30 +41,11 @@ def _existing_netns(netns: str) -> str:
     return path
 
 
-_threads: dict[int, NetnsThread] = {}
-
-
-def _netns_thread() -> NetnsThread:
-    # One per process, built on first use from the event loop's thread ("home").
-    pid = os.getpid()
-    if pid not in _threads:
-        _threads[pid] = NetnsThread()
-    return _threads[pid]
-
-
-def _new_route_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-
-
 async def _netlink_socket_in(path: str) -> socket.socket:
     try:
-        handle = open_netns(path)
+        return await netlink_socket(path)
     except NetnsError as exc:
         raise NetnsNotFoundError(str(exc)) from exc
-    try:
-        return await _netns_thread().run(handle, _new_route_socket, on_orphan=socket.socket.close)
-    finally:
-        handle.close()
 
 
 @asynccontextmanager

@@ -24,9 +24,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import AsyncIPRoute, netns
+from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from berth.netns import create_named, netlink_socket, remove_named
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import NETNS_DIR, LabState, netns_prefix, root_link
 
@@ -34,6 +35,11 @@ POOL = ipaddress.IPv4Network("10.251.0.0/16")
 MTU = 1500
 BRIDGE = "br0"
 ROOT_PEER = "uplink"   # the switch-side end of the root veth
+
+
+async def _in(ns: str) -> AsyncIPRoute:
+    """A route socket inside the lab netns NS, made without pyroute2's fork."""
+    return AsyncIPRoute(fileno=(await netlink_socket(str(NETNS_DIR / ns))).detach())
 
 
 def lab_netns(name: str) -> list[str]:
@@ -76,9 +82,9 @@ async def ensure_topology(state: LabState) -> None:
     switch = f"{prefix}sw"
     for ns in [switch, *members]:
         if not (NETNS_DIR / ns).exists():
-            await asyncio.to_thread(netns.create, ns)
+            await create_named(ns)
     try:
-        async with AsyncIPRoute(netns=switch, flags=0) as sw:
+        async with await _in(switch) as sw:
             await _up(sw, "lo")
             bridge = await _ensure_link(sw, ifname=BRIDGE, kind="bridge")
             for ns in members:
@@ -87,12 +93,12 @@ async def ensure_topology(state: LabState) -> None:
                                    peer={"ifname": "eth0", "net_ns_fd": ns})
                 await _up(sw, port, master=bridge)
         for ns, address in members.items():
-            async with AsyncIPRoute(netns=ns, flags=0) as ipr:
+            async with await _in(ns) as ipr:
                 await _up(ipr, "lo")
                 await _address(ipr, "eth0", address)
                 await _up(ipr, "eth0")
         await _ensure_root_link(state, switch)
-        async with AsyncIPRoute(netns=switch, flags=0) as sw:
+        async with await _in(switch) as sw:
             await _up(sw, ROOT_PEER, master=bridge)
             await _up(sw, BRIDGE)
     except NetlinkError as exc:
@@ -152,6 +158,6 @@ async def delete_topology(name: str) -> None:
                     raise LabError(f"cannot delete link {root_link(name)}: {exc}") from exc
     for ns in lab_netns(name):
         try:
-            await asyncio.to_thread(netns.remove, ns)
-        except OSError as exc:
+            await remove_named(ns)
+        except NetnsError as exc:
             raise LabError(f"cannot delete netns {ns}: {exc}") from exc
