@@ -27,7 +27,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from berth.netns import create_named, netlink_socket, remove_named
+from berth.netns import NetnsError, create_named, netlink_socket, remove_named
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import NETNS_DIR, LabState, netns_prefix, root_link
 
