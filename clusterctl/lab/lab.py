@@ -194,7 +194,14 @@ def status(name: str | None = None) -> list[LabInfo]:
 
 
 def current() -> LabInfo | None:
-    """The lab most recently brought up, if it still exists."""
+    """The lab most recently brought up, if it still exists.
+
+    When that one is gone but exactly one other lab is left, that one: there is then
+    no doubt which controller the person means.
+    """
     name = get_current()
     state = load(name) if name else None
-    return info_of(state) if state else None
+    if state is not None:
+        return info_of(state)
+    labs = status()
+    return labs[0] if len(labs) == 1 else None
