@@ -8,6 +8,7 @@ Called by agent.main; everything else receives the frozen ``AgentConfig``.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import shutil
 import socket
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.errors import UserError
+
+# daemon.json keys berth honours; any other key is refused, never silently ignored.
+SUPPORTED_KEYS = frozenset({"default-runtime", "runtimes"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,12 @@ def _runtime_from_file(path: Path, wanted: str | None) -> str | None:
         raise UserError(f"{path}: cannot read agent config: {exc}") from exc
     if not isinstance(data, dict):
         raise UserError(f"{path}: agent config must be a JSON object")
+    unknown = sorted(set(data) - SUPPORTED_KEYS)
+    if unknown:
+        raise UserError(
+            f"{path}: {unknown[0]}: not supported yet "
+            f"(supported: {', '.join(sorted(SUPPORTED_KEYS))})"
+        )
     name = wanted or data.get("default-runtime")
     runtimes = data.get("runtimes", {})
     if name and isinstance(runtimes, dict) and name in runtimes:
@@ -92,7 +102,13 @@ def _upstreams(value: str) -> tuple[str, ...] | None:
         return None
     if value == "none":
         return ()
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+    found = tuple(v.strip() for v in value.split(",") if v.strip())
+    for ip in found:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError as exc:
+            raise UserError(f"--dns-upstreams: {ip!r} is not an IP address") from exc
+    return found
 
 
 def parse(argv: list[str] | None = None) -> AgentConfig:

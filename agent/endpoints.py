@@ -14,8 +14,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from agent.ports import KeyValue
 from berth import keyspace
-from berth.etcd import Compacted, DeleteEvent, Etcd3Client, Listing, PutEvent
+from berth.etcd import Compacted, DeleteEvent, Listing, PutEvent
 from berth.records import Endpoint
 from netplugins.contract import Peer
 
@@ -38,6 +39,9 @@ class EndpointTable:
 
     def all(self) -> list[Endpoint]:
         return list(self._eps.values())
+
+    def get(self, network: str, container: str) -> Endpoint | None:
+        return self._eps.get((network, container))
 
     def on_network(self, network: str) -> list[Endpoint]:
         return [ep for (net, _), ep in self._eps.items() if net == network]
@@ -79,7 +83,7 @@ class EndpointTable:
             self._eps.pop((parts[0], parts[1]), None)
         self._notify({parts[0]})
 
-    async def follow(self, etcd: Etcd3Client) -> None:
+    async def follow(self, etcd: KeyValue) -> None:
         """List, then watch; a compaction hands us a fresh listing to replace everything."""
         self.replace(await etcd.get_prefix(keyspace.ENDPOINTS))
         async for event in etcd.watch_prefix(keyspace.ENDPOINTS, start_revision=self.revision + 1):

@@ -12,10 +12,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from agent import config as agent_config
 from agent.dns import DnsServer, Records, Upstream
@@ -27,7 +29,7 @@ from agent.runtime.containers import Runtime
 from agent.server import AgentService
 from berth.errors import BerthError, UserError
 from berth.etcd import Etcd3Client
-from netplugins.contract import HostContext
+from netplugins.contract import HostContext, Underlay
 from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
 
@@ -67,12 +69,39 @@ async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Se
     return server
 
 
-async def _network(cfg: agent_config.AgentConfig, etcd: Etcd3Client) -> NetworkManager:
+async def _underlay(cfg: agent_config.AgentConfig) -> Underlay:
+    underlay = await discover_underlay(cfg.underlay_ip)
+    if underlay.ifname != cfg.underlay_dev:
+        raise UserError(
+            f"--underlay-ip {cfg.underlay_ip} is on {underlay.ifname}, not on "
+            f"--underlay-dev {cfg.underlay_dev}"
+        )
+    return underlay
+
+
+async def _supervised(name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    """Run a long-lived task again, with backoff, if it fails: a blip must not end the agent."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(Exception), wait=wait_exponential(multiplier=0.2, max=5)
+    ):
+        with attempt:
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting it", name)
+                raise
+
+
+def _network(
+    cfg: agent_config.AgentConfig, etcd: Etcd3Client, underlay: Underlay
+) -> NetworkManager:
     upstreams = None
     if cfg.dns_upstreams is not None:
         upstreams = tuple(Upstream(ip) for ip in cfg.dns_upstreams)
     records = Records()
-    ctx = HostContext(await discover_underlay(cfg.underlay_ip))
+    ctx = HostContext(underlay)
     return NetworkManager(
         etcd=etcd,
         node=cfg.node,
@@ -94,12 +123,13 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     etcd = Etcd3Client(
         cfg.etcd, ca_cert=cfg.etcd_ca, cert_cert=cfg.etcd_cert, cert_key=cfg.etcd_key
     )
+    underlay = await _underlay(cfg)
     async with etcd:
         server = await _serve(cfg, runtime)
-        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen)
+        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen, mtu=underlay.mtu)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
-        network = await _network(cfg, etcd)
+        network = _network(cfg, etcd, underlay)
         reconciler = Reconciler(
             etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller, hooks=network
         )
@@ -109,9 +139,9 @@ async def run(cfg: agent_config.AgentConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         tasks = [
             asyncio.create_task(registration.run(), name="registration"),
-            asyncio.create_task(reconciler.run(), name="reconcile"),
-            asyncio.create_task(reconciler.watch(), name="watch"),
-            asyncio.create_task(network.run(), name="endpoints"),
+            asyncio.create_task(_supervised("reconcile", reconciler.run), name="reconcile"),
+            asyncio.create_task(_supervised("assignment watch", reconciler.watch), name="watch"),
+            asyncio.create_task(_supervised("endpoint watch", network.run), name="endpoints"),
         ]
         log.info("agent %s serving on %s", cfg.node, cfg.listen)
         waiter = asyncio.create_task(stop.wait())

@@ -9,33 +9,31 @@ Order matters twice. A container's endpoint is published only after ADD made its
 interface, and peers program neighbour/FDB entries before they serve its name
 (see agent.endpoints). On the way down the endpoint is withdrawn first, so peers
 stop resolving the name before the interface disappears.
+
+All work on one network (host object start and stop, ADD, CHECK, DEL) runs under
+that network's lock: two containers joining a new network at once must share one
+host object, and a teardown must not race a container joining.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.dns import DnsServer, Records, hosts_file, resolv_conf
+from agent.dns import DnsServer, InvalidRecord, Records, hosts_file, resolv_conf
 from agent.endpoints import EndpointTable, NetworkPeers, peer_of
 from agent.hooks import ContainerHooks
+from agent.netresults import ResultStore
+from agent.ownership import delete_own
+from agent.ports import KeyValue
 from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container
 from berth import keyspace
-from berth.etcd import Etcd3Client
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
-from netplugins.contract import (
-    Attachment,
-    AttachResult,
-    ContainerId,
-    HostContext,
-    NetworkHost,
-    NetworkSpec,
-)
+from netplugins.contract import Attachment, ContainerId, HostContext, NetworkHost, NetworkSpec
 from netplugins.errors import CheckFailedError
 from netplugins.registry import lookup
 
@@ -49,17 +47,17 @@ def network_spec(att: NetworkAttachment) -> NetworkSpec:
     )
 
 
+def ifnames(spec: ContainerSpec) -> dict[str, str]:
+    """eth0, eth1, ... by network name: stable across restarts and for DEL."""
+    return {net: f"eth{i}" for i, net in enumerate(sorted(a.network for a in spec.networks))}
+
+
 def attachment(spec: ContainerSpec, att: NetworkAttachment, netns: str) -> Attachment:
     return Attachment(
-        container_id=ContainerId(spec.name),
-        container_name=spec.name,
-        netns=netns,
-        ip=att.ip,
-        prefixlen=att.prefixlen,
-        mac=att.mac,
-        gateway=att.gateway,
-        aliases=att.aliases,
-    )
+        container_id=ContainerId(spec.name), container_name=spec.name, netns=netns,
+        ip=att.ip, prefixlen=att.prefixlen, mac=att.mac, ifname=ifnames(spec)[att.network],
+        gateway=att.gateway, aliases=att.aliases,
+    )  # fmt: skip
 
 
 @dataclass
@@ -71,19 +69,34 @@ class _HostRun:
 
 @dataclass
 class NetworkManager(ContainerHooks):
-    etcd: Etcd3Client
+    etcd: KeyValue
     node: str
     ctx: HostContext
     state_dir: Path
     dns: DnsServer
     records: Records = field(default_factory=Records)
     _hosts: dict[str, _HostRun] = field(default_factory=dict)
-    _published: dict[tuple[str, str], Endpoint] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _published: dict[tuple[str, str], tuple[Endpoint, int]] = field(default_factory=dict)
     _checked: set[str] = field(default_factory=set)
     table: EndpointTable = field(init=False)
+    results: ResultStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.table = EndpointTable(on_change=self.refresh_dns)
+        self.results = ResultStore(self.state_dir / "netresults")
+
+    def _lock(self, network: str) -> asyncio.Lock:
+        return self._locks.setdefault(network, asyncio.Lock())
+
+    async def run(self) -> None:
+        await self.table.follow(self.etcd)
+
+    async def close(self) -> None:
+        runs, self._hosts = list(self._hosts.values()), {}
+        for run in runs:
+            run.task.cancel()
+        await asyncio.gather(*(r.task for r in runs), return_exceptions=True)
 
     # -- DNS -----------------------------------------------------------------
 
@@ -94,9 +107,13 @@ class NetworkManager(ContainerHooks):
             run = self._hosts.get(ep.network)
             if ep.node == self.node or (run and peer_of(ep) in run.peers.programmed_peers):
                 visible.append(ep)
-        self.records.replace_all(visible)
+        try:
+            self.records.replace_all(visible)
+        except InvalidRecord:
+            # One bad record must not hide every good one (nor crash the watch).
+            self.records.replace_all([ep for ep in visible if _valid(ep)])
 
-    # -- per-network host objects -------------------------------------------
+    # -- per-network host objects (call with the network's lock held) -----------
 
     async def _ensure_host(self, net: NetworkSpec) -> None:
         if net.name in self._hosts:
@@ -111,50 +128,27 @@ class NetworkManager(ContainerHooks):
         self._hosts[net.name] = _HostRun(host, peers, task)
 
     async def _release_host_if_unused(self, network: str) -> None:
-        if any(net == network for net, _ in self._published) or network not in self._hosts:
+        if network not in self._hosts or self.results.in_use(network):
             return
-        if any(r.exists() for r in self._results_dir().glob(f"*/{network}.json")):
+        if any(net == network for net, _ in self._published):
             return
         run = self._hosts.pop(network)
         run.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await run.task
+        await asyncio.gather(run.task, return_exceptions=True)
         await run.host.teardown()
         self.refresh_dns()
-
-    async def run(self) -> None:
-        await self.table.follow(self.etcd)
-
-    # -- stored results -------------------------------------------------------
-
-    def _results_dir(self) -> Path:
-        return self.state_dir / "netresults"
-
-    def _result_path(self, container: str, network: str) -> Path:
-        return self._results_dir() / container / f"{network}.json"
-
-    def _load_result(self, container: str, network: str) -> AttachResult | None:
-        path = self._result_path(container, network)
-        try:
-            return AttachResult.from_json(path.read_bytes())
-        except (OSError, ValueError):
-            return None
-
-    def _store_result(self, container: str, network: str, result: AttachResult) -> None:
-        path = self._result_path(container, network)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(result.to_json())
-        tmp.replace(path)
 
     # -- hooks ------------------------------------------------------------------
 
     async def before_start(self, spec: ContainerSpec, container: Container) -> None:
         netns = f"/proc/{container.pid}/ns/net"
         for att in spec.networks:
-            await self._add(spec, att, netns)
-        await self._write_files(spec, container)
+            async with self._lock(att.network):
+                await self._add(spec, att, netns)
+        ips = [a.ip for a in spec.networks if a.ip]
+        rewrite_file(container.files.hosts, hosts_file(spec.name, ips))
         if spec.networks:
+            rewrite_file(container.files.resolv_conf, resolv_conf())
             await self.dns.attach(spec.name, netns, {a.network for a in spec.networks})
         self._checked.add(spec.name)
 
@@ -163,20 +157,15 @@ class NetworkManager(ContainerHooks):
         await self._ensure_host(net)
         driver = lookup(net.driver).make_driver(self.ctx)
         result = await driver.add(attachment(spec, att, netns), net)
-        self._store_result(spec.name, att.network, result)
-
-    async def _write_files(self, spec: ContainerSpec, container: Container) -> None:
-        ips = [a.ip for a in spec.networks if a.ip]
-        rewrite_file(container.files.hosts, hosts_file(spec.name, ips))
-        if spec.networks:
-            rewrite_file(container.files.resolv_conf, resolv_conf())
+        self.results.store(spec.name, att.network, result)
 
     async def ensure_running(self, spec: ContainerSpec, container: Container) -> None:
         """Every pass for a running container: check once per agent life, publish, DNS."""
         netns = f"/proc/{container.pid}/ns/net"
         if spec.name not in self._checked:
             for att in spec.networks:
-                await self._verify(spec, att, netns)
+                async with self._lock(att.network):
+                    await self._verify(spec, att, netns)
             if spec.networks:
                 await self.dns.attach(spec.name, netns, {a.network for a in spec.networks})
             self._checked.add(spec.name)
@@ -186,7 +175,7 @@ class NetworkManager(ContainerHooks):
     async def _verify(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
         net = network_spec(att)
         await self._ensure_host(net)
-        prev = self._load_result(spec.name, att.network)
+        prev = self.results.load(spec.name, att.network)
         driver = lookup(net.driver).make_driver(self.ctx)
         if prev is not None:
             try:
@@ -198,61 +187,63 @@ class NetworkManager(ContainerHooks):
         await self._add(spec, att, netns)
 
     async def _publish(self, spec: ContainerSpec, att: NetworkAttachment) -> None:
+        """Write the endpoint unless etcd already holds exactly it (level-triggered)."""
         ep = Endpoint(
-            network=att.network,
-            container=spec.name,
-            service=spec.service,
-            node=self.node,
-            ip=att.ip,
-            mac=att.mac,
-            host_ip=self.ctx.underlay.ip,
-            aliases=att.aliases,
-        )
-        if self._published.get((att.network, spec.name)) == ep:
-            return
-        await self.etcd.put(keyspace.endpoint(att.network, spec.name), ep.dumps())
-        self._published[(att.network, spec.name)] = ep
+            network=att.network, container=spec.name, service=spec.service, node=self.node,
+            ip=att.ip, mac=att.mac, host_ip=self.ctx.underlay.ip, aliases=att.aliases,
+        )  # fmt: skip
+        key = (att.network, spec.name)
+        mine = self._published.get(key)
+        if mine is not None and mine[0] == ep:
+            seen = self.table.get(*key)
+            # The mirror may lag our own write; only a newer view that differs counts.
+            if seen == ep or self.table.revision < mine[1]:
+                return
+        revision = await self.etcd.put(keyspace.endpoint(*key), ep.dumps())
+        self._published[key] = (ep, revision)
 
     async def _unpublish(self, name: str, networks: list[str]) -> None:
         for network in networks:
-            await self.etcd.delete(keyspace.endpoint(network, name))
+            seen = self.table.get(network, name)
+            if (network, name) in self._published or (seen and seen.node == self.node):
+                await delete_own(self.etcd, keyspace.endpoint(network, name), self.node)
             self._published.pop((network, name), None)
 
     async def on_stopped(self, spec: ContainerSpec) -> None:
         """The container exited: its names go away, its interfaces stay until delete."""
         await self._unpublish(spec.name, [a.network for a in spec.networks])
-        await self.dns.detach(spec.name)
+        if spec.name in self._checked or spec.name in self.dns.attached():
+            await self.dns.detach(spec.name)
         self._checked.discard(spec.name)
 
     async def before_delete(self, name: str, spec: ContainerSpec | None) -> None:
-        stored = sorted(p.stem for p in (self._results_dir() / name).glob("*.json"))
         atts = {a.network: a for a in spec.networks} if spec else {}
-        networks = sorted(set(stored) | set(atts))
+        networks = sorted(set(self.results.networks_of(name)) | set(atts))
         await self._unpublish(name, networks)
         await self.dns.detach(name)
-        for network in networks:
-            await self._delete_one(name, network, atts.get(network))
-        with contextlib.suppress(OSError):
-            (self._results_dir() / name).rmdir()
         self._checked.discard(name)
         for network in networks:
-            await self._release_host_if_unused(network)
+            async with self._lock(network):
+                await self._delete_one(name, network, spec, atts.get(network))
+                await self._release_host_if_unused(network)
 
-    async def _delete_one(self, name: str, network: str, att: NetworkAttachment | None) -> None:
-        prev = self._load_result(name, network)
-        if att is None:
-            self._result_path(name, network).unlink(missing_ok=True)
-            log.warning(
-                "%s: no spec for network %s; removing its stored result only", name, network
-            )
-            return
-        net = network_spec(att)
-        driver = lookup(net.driver).make_driver(self.ctx)
-        fake = ContainerSpec(name=name, service="", node=self.node, image="")
-        await driver.delete(attachment(fake, att, ""), net, prev)
-        self._result_path(name, network).unlink(missing_ok=True)
+    async def _delete_one(
+        self, name: str, network: str, spec: ContainerSpec | None, att: NetworkAttachment | None
+    ) -> None:
+        if spec is None or att is None:
+            log.warning("%s: no spec for network %s; dropping its stored result", name, network)
+        else:
+            net = network_spec(att)
+            driver = lookup(net.driver).make_driver(self.ctx)
+            prev = self.results.load(name, network)
+            await driver.delete(attachment(spec, att, ""), net, prev)
+        self.results.remove(name, network)
 
-    async def close(self) -> None:
-        for run in self._hosts.values():
-            run.task.cancel()
-        await asyncio.gather(*(r.task for r in self._hosts.values()), return_exceptions=True)
+
+def _valid(ep: Endpoint) -> bool:
+    try:
+        Records().set_endpoint(ep.network, ep.container, ep.service, ep.ip, ep.aliases)  # type: ignore[arg-type]
+    except InvalidRecord:
+        log.warning("ignoring endpoint %s/%s with a bad name or address", ep.network, ep.container)
+        return False
+    return True

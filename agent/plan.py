@@ -26,8 +26,9 @@ class Actual:
     """What the runtime reports for one container, reduced to what planning needs."""
 
     name: str
-    state: str
+    state: str                 # created | running | exited (agent.runtime.state.State)
     spec: ContainerSpec | None
+    started: bool = True       # False: create never completed (agent died inside it)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ class Action:
 def _needs_recreate(want: ContainerSpec, have: Actual) -> bool:
     if have.spec is None or have.spec != want:
         return True
-    # "created" outside an agent pass means we crashed between create and start:
-    # its network may be half-made, so start over rather than guess.
-    return have.state == "created"
+    # "created" outside an agent pass, or "exited" without ever starting, means an
+    # agent died between create and start: its network may be half-made, so start
+    # over rather than guess.
+    return have.state == "created" or (have.state == "exited" and not have.started)
 
 
 def plan(desired: Mapping[str, ContainerSpec], actual: Mapping[str, Actual]) -> list[Action]:

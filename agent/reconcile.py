@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.hooks import ContainerHooks
+from agent.ownership import delete_own, written_by
 from agent.plan import Action, Actual, Verb, plan
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
@@ -128,7 +129,7 @@ class Reconciler:
             have = await self.runtime.state(name)
         except ContainerNotFound:
             have = None
-        actual = {name: Actual(name, have.state, have.spec)} if have else {}
+        actual = {name: Actual(name, have.state, have.spec, bool(have.started_at))} if have else {}
         for action in plan({name: want} if want else {}, actual):
             try:
                 await self._act(action, have.spec if have else None)
@@ -168,8 +169,10 @@ class Reconciler:
             await self.hooks.before_start(spec, container)
             await self.runtime.start(spec.name)
         except BaseException:
-            await self.hooks.before_delete(spec.name, spec)
-            await self.runtime.delete(spec.name)
+            try:
+                await self.hooks.before_delete(spec.name, spec)
+            finally:
+                await self.runtime.delete(spec.name)
             raise
         self._backoff.pop(spec.name, None)
 
@@ -187,7 +190,8 @@ class Reconciler:
         await self.runtime.delete(name)
         self._backoff.pop(name, None)
         if not keep_status:
-            await self.etcd.delete(keyspace.status(name))
+            # The container may already run on another node under the same name.
+            await delete_own(self.etcd, keyspace.status(name), self.node)
             self._written.pop(name, None)
 
     def _may_try(self, name: str) -> bool:
@@ -234,16 +238,20 @@ class Reconciler:
         self._written[status.name] = status
 
     async def _delete_orphan_statuses(self, keep: set[str]) -> None:
-        """Status keys this node wrote for containers neither assigned nor present."""
+        """Drop status keys this node wrote for containers neither assigned nor present.
+
+        The same listing keeps the "already written" cache honest: an entry whose key
+        is gone or now names another node is forgotten, so the next pass rewrites it.
+        """
         listing = await self.etcd.get_prefix(keyspace.STATUS)
+        ours: set[str] = set()
         for value, meta in listing.items:
             name = keyspace.last_segment(meta.key)
-            if name in keep:
+            if not written_by(value, self.node):
                 continue
-            try:
-                status = ContainerStatus.loads(value)
-            except ValueError:
-                continue
-            if status.node == self.node:
-                await self.etcd.delete(meta.key)
+            ours.add(name)
+            if name not in keep:
+                await delete_own(self.etcd, meta.key, self.node)
                 self._written.pop(name, None)
+        for name in set(self._written) - ours:
+            del self._written[name]

@@ -23,13 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def node_record(
-    name: str, address: str, agent_addr: str, *, vtep_mac: str = "", mtu: int = 1500
+    name: str, address: str, agent_addr: str, *, mtu: int = 1500
 ) -> NodeRecord:
     return NodeRecord(
         name=name,
         address=address,
         agent_addr=agent_addr,
-        vtep_mac=vtep_mac,
         mtu=mtu,
         cpus=os.cpu_count() or 1,
         memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),

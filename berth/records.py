@@ -84,7 +84,6 @@ class NodeRecord(_Record):
     name: str
     address: str              # underlay IP
     agent_addr: str           # host:port of the agent's gRPC API
-    vtep_mac: str = ""
     mtu: int = 1500
     cpus: int = 0
     memory_bytes: int = 0

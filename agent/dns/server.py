@@ -227,9 +227,10 @@ class DnsServer:
             return servfail.pack() if tcp else pack_udp(servfail, udp_limit(request))
 
         async def make_socket(family: int, kind: int) -> socket.socket:
-            return await self._netns.run(
-                listener.netns, lambda: _client_socket(family, kind), _close_socket
-            )
+            # From the agent's own netns, not the container's: an overlay-only
+            # container has no route out, the host does (libnetwork's ExtDNS on the
+            # host loopback does the same for the same reason).
+            return _client_socket(family, kind)
 
         self._inflight += 1
         try:

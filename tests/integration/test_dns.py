@@ -27,7 +27,8 @@ pytestmark = [
 MakeNetns = Callable[[], str]
 MakeServer = Callable[..., DnsServer]
 
-# A tiny upstream resolver, run by the test inside the test netns only.
+# A tiny upstream resolver on this machine's loopback, in the test's (the "agent's")
+# own netns: reachable from the agent, not from inside any container netns.
 UPSTREAM = """
 import sys
 from dnslib import QTYPE, RCODE, RR, A
@@ -44,7 +45,8 @@ class Resolver(BaseResolver):
 
 quiet = DNSLogger(logf=lambda _: None)
 for tcp in (False, True):
-    DNSServer(Resolver(), address="127.0.0.1", port=53, tcp=tcp, logger=quiet).start_thread()
+    DNSServer(Resolver(), address="127.0.0.1", port=int(sys.argv[1]), tcp=tcp,
+              logger=quiet).start_thread()
 print("ready", flush=True)
 sys.stdin.read()
 """
@@ -187,19 +189,31 @@ async def test_unknown_name_without_upstream_is_servfail(
     assert await dig(app, "example.org", "A", "+tcp") == Dig("SERVFAIL", [])
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        port = int(tcp.getsockname()[1])
+        udp.bind(("127.0.0.1", port))
+        return port
+
+
 @pytest.fixture
-async def upstream_in() -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+async def upstream() -> AsyncIterator[Callable[[], Awaitable[int]]]:
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(ns: str) -> None:
+    async def start() -> int:
+        port = _free_port()
         proc = await asyncio.create_subprocess_exec(
-            "nsenter", f"--net={_path(ns)}", sys.executable, "-c", UPSTREAM,
+            sys.executable, "-c", UPSTREAM, str(port),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         procs.append(proc)
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
         assert line == b"ready\n"
+        return port
 
     try:
         yield start
@@ -210,13 +224,15 @@ async def upstream_in() -> AsyncIterator[Callable[[str], Awaitable[None]]]:
             await proc.wait()
 
 
-async def test_unknown_names_are_forwarded_upstream(
+async def test_unknown_names_are_forwarded_upstream_from_the_agents_netns(
     netns: MakeNetns, servers: MakeServer, records: Records,
-    upstream_in: Callable[[str], Awaitable[None]],
+    upstream: Callable[[], Awaitable[int]],
 ) -> None:
+    # The container netns has no route anywhere; only the agent's netns reaches the
+    # upstream, so an answer proves the forward left from the agent's side.
     app = netns()
-    await upstream_in(app)
-    server = servers(records, (Upstream("127.0.0.1"),))
+    port = await upstream()
+    server = servers(records, (Upstream("127.0.0.1", port),))
     await server.attach("client", _path(app), {"appnet"})
 
     assert await dig(app, "ext.example") == Dig("NOERROR", ["192.0.2.7"])
@@ -231,8 +247,8 @@ async def test_unreachable_upstream_fails_with_servfail(
     netns: MakeNetns, servers: MakeServer, records: Records
 ) -> None:
     app = netns()
-    # 127.0.0.1:53 in this netns has no listener: the try fails (refused).
-    server = servers(records, (Upstream("127.0.0.1"),))
+    # Nothing listens on that loopback port: each try is refused at once.
+    server = servers(records, (Upstream("127.0.0.1", _free_port()),))
     await server.attach("client", _path(app), {"appnet"})
     assert await dig(app, "ext.example") == Dig("SERVFAIL", [])
 

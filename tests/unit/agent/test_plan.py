@@ -28,7 +28,7 @@ CASES = [
     ),
     pytest.param(
         {"web-1": spec("web-1")},
-        {"web-1": Actual("web-1", "stopped", spec("web-1"))},
+        {"web-1": Actual("web-1", "exited", spec("web-1"))},
         Verb.KEEP,
         id="exited-same-spec-stays-exited",
     ),
@@ -37,6 +37,12 @@ CASES = [
         {"web-1": Actual("web-1", "running", spec("web-1"))},
         Verb.RECREATE,
         id="new-generation-recreates",
+    ),
+    pytest.param(
+        {"web-1": spec("web-1")},
+        {"web-1": Actual("web-1", "exited", spec("web-1"), started=False)},
+        Verb.RECREATE,
+        id="create-never-finished-recreates",
     ),
     pytest.param(
         {"web-1": spec("web-1")},

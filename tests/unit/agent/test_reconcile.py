@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,32 +16,54 @@ from agent.runtime.errors import ContainerNotFound
 from agent.runtime.state import State
 from berth import keyspace
 from berth.etcd import KVMeta, Lease, Listing, WatchEvent
+from berth.etcd.txn import Compare, Delete, Op
 from berth.records import ContainerSpec, ContainerStatus
 
 NODE = "h1"
 
 
 class FakeKV:
+    """Keys with mod revisions; transactions support mod compares and deletes."""
+
     def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
+        self.data: dict[str, tuple[bytes, int]] = {}
         self.revision = 1
+
+    def _meta(self, key: str) -> KVMeta:
+        return KVMeta(key, 1, self.data[key][1], 1, 0)
+
+    async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]:
+        if key not in self.data:
+            return None, None
+        return self.data[key][0], self._meta(key)
 
     async def get_prefix(self, prefix: str) -> Listing:
         items = tuple(
-            (v, KVMeta(k, 1, self.revision, 1, 0))
-            for k, v in sorted(self.data.items())
-            if k.startswith(prefix)
+            (v, self._meta(k)) for k, (v, _) in sorted(self.data.items()) if k.startswith(prefix)
         )
         return Listing(items, self.revision)
 
     async def put(self, key: str, value: bytes | str, lease: Lease | int | None = None) -> int:
         self.revision += 1
-        self.data[key] = value.encode() if isinstance(value, str) else value
+        self.data[key] = (value.encode() if isinstance(value, str) else value, self.revision)
         return self.revision
 
     async def delete(self, key: str) -> bool:
         self.revision += 1
         return self.data.pop(key, None) is not None
+
+    async def transaction(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> tuple[bool, list[Listing | None]]:
+        ok = all(
+            c.target == "mod_revision" and c.op == "=="
+            and c.key in self.data and self.data[c.key][1] == c.operand
+            for c in compare
+        )  # fmt: skip
+        for op in success if ok else failure:
+            assert isinstance(op, Delete), op
+            await self.delete(op.key)
+        return ok, []
 
     async def watch_prefix(
         self, prefix: str, start_revision: int | None = None
@@ -50,8 +72,8 @@ class FakeKV:
         yield  # type: ignore[misc]
 
     def status(self, name: str) -> ContainerStatus | None:
-        raw = self.data.get(keyspace.status(name))
-        return ContainerStatus.loads(raw) if raw else None
+        entry = self.data.get(keyspace.status(name))
+        return ContainerStatus.loads(entry[0]) if entry else None
 
 
 @dataclass
@@ -268,3 +290,30 @@ async def test_status_stays_until_the_container_is_really_gone(
     release.set()
     await settle(r)
     assert kv.status("web-1") is None and rt.containers == {}
+
+
+async def test_a_moved_container_keeps_its_new_nodes_status(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    # The scheduler moves web-1 to h2, whose agent reports it before h1 is done.
+    await kv.delete(keyspace.assign(NODE, "web-1"))
+    moved = ContainerStatus(name="web-1", node="h2", state="running", pid=7)
+    await kv.put(keyspace.status("web-1"), moved.dumps())
+    await settle(r)
+    assert rt.containers == {}
+    assert kv.status("web-1") == moved
+
+
+async def test_status_deleted_behind_our_back_is_written_again(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, _rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    await kv.delete(keyspace.status("web-1"))
+    await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and status.state == "running"

@@ -1,0 +1,63 @@
+"""Agent configuration: daemon.json runtimes, refusals, DNS upstream flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.config import parse
+from berth.errors import UserError
+
+BASE = ["--underlay-ip", "10.0.0.1"]
+
+
+def test_runtime_comes_from_daemon_json(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "daemon.json"
+    cfg_file.write_text(
+        json.dumps({"default-runtime": "alt", "runtimes": {"alt": {"path": "true"}}})
+    )
+    cfg = parse([*BASE, "--config", str(cfg_file)])
+    assert cfg.runtime_bin.endswith("/true")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param({"live-restore": False}, "live-restore: not supported yet", id="unknown-key"),
+        pytest.param([], "must be a JSON object", id="not-an-object"),
+        pytest.param(
+            {"runtimes": {"x": {"path": 3}}, "default-runtime": "x"},
+            "runtimes.x.path",
+            id="bad-path",
+        ),
+    ],
+)
+def test_bad_daemon_json_is_refused(tmp_path: Path, content: object, message: str) -> None:
+    cfg_file = tmp_path / "daemon.json"
+    cfg_file.write_text(json.dumps(content))
+    with pytest.raises(UserError, match=message):
+        parse([*BASE, "--config", str(cfg_file)])
+
+
+def test_missing_runtime_is_refused() -> None:
+    with pytest.raises(UserError, match="not found"):
+        parse([*BASE, "--runtime", "no-such-oci-runtime"])
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        pytest.param("host", None, id="host-resolv-conf"),
+        pytest.param("none", (), id="none-fails-fast"),
+        pytest.param("10.0.0.53, 10.0.0.54", ("10.0.0.53", "10.0.0.54"), id="list"),
+    ],
+)
+def test_dns_upstreams(flag: str, expected: tuple[str, ...] | None) -> None:
+    assert parse([*BASE, "--dns-upstreams", flag]).dns_upstreams == expected
+
+
+def test_bad_dns_upstream_is_refused() -> None:
+    with pytest.raises(UserError, match="not an IP address"):
+        parse([*BASE, "--dns-upstreams", "10.0.0.53,dns.example"])
