@@ -2,7 +2,8 @@
 
 JSON/YAML objects are plain dicts whose keys are the stable, documented output
 (``get containers -o json`` gives name, service, node, state, exit_code,
-networks: {net: {ip}}). Called by clusterctl.main.
+networks: {net: {ip}}, and generation/observed_generation: the spec generation
+being rolled out and the one the agent last reported). Called by clusterctl.main.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _container(c: controller_pb2.Container) -> Row:
         "started_at": c.started_at,
         "finished_at": c.finished_at,
         "error": c.error,
+        "generation": c.generation,
+        "observed_generation": c.observed_generation,
         "networks": {n: {"ip": v.ip, "mac": v.mac} for n, v in sorted(c.networks.items())},
     }
 

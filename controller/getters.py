@@ -6,6 +6,12 @@ services (desired + running replicas), containers (assignments joined with the
 agents' status; unplaced replicas appear as "pending" with the scheduler's
 reason, or the IPAM's when no address is left) and networks (desired + VNI +
 endpoint count).
+
+Containers carry ``generation`` (what the controller is rolling out) and
+``observed_generation`` (what the assigned node's agent last reported), so
+``apply --wait`` can tell a finished rollout from an old container still running.
+A changed service whose assignment is not rewritten yet already reports the next
+generation; one the scheduler cannot rewrite (no address) says why in ``error``.
 """
 
 from __future__ import annotations
@@ -76,12 +82,14 @@ def _services(state: ClusterState) -> list[object]:
 
 def _containers(state: ClusterState) -> list[object]:
     out: list[controller_pb2.Container] = []
+    pending, rollout = _unplaced(state)
     for assignment in state.assignments:
         spec = assignment.spec
         status = state.statuses.get(spec.name)
+        target, problem = rollout.get(spec.name, (spec.generation, ""))
         ctr = controller_pb2.Container(
             name=spec.name, service=spec.service, node=assignment.node, image=spec.image,
-            state=_state_of(status))
+            state=_state_of(status), generation=target)
         if status is not None:
             ctr.pid = status.pid
             ctr.started_at = status.started_at
@@ -91,12 +99,16 @@ def _containers(state: ClusterState) -> list[object]:
                 ctr.exit_code = status.exit_code
             for network, ip in status.networks.items():
                 ctr.networks[network].ip = ip
+            # Another node's status (a container that moved) says nothing about this one.
+            if status.node == assignment.node:
+                ctr.observed_generation = status.generation
+        if problem:
+            ctr.error = "; ".join(e for e in (problem, ctr.error) if e)
         for att in spec.networks:
             if att.ip:
                 ctr.networks[att.network].ip = att.ip
             ctr.networks[att.network].mac = att.mac
         out.append(ctr)
-    pending = _pending(state)
     out += _removing(state, {c.name for c in out} | set(pending))
     for name, reason in pending.items():
         service = name.rsplit("-", 1)[0]
@@ -121,19 +133,36 @@ def _removing(state: ClusterState, listed: set[str]) -> list[controller_pb2.Cont
     ]
 
 
-def _pending(state: ClusterState) -> dict[str, str]:
-    """Unplaced replicas and why: no node (placement), or no address (IPAM)."""
+def _unplaced(state: ClusterState) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
+    """What the scheduler has yet to write, as its next pass will decide it.
+
+    Returns the unplaced replicas and why (no node, or no address), and for assigned
+    containers whose spec is about to change: the generation being rolled out and,
+    when the update cannot get an address, why it is stuck (the old spec keeps running).
+    """
     decided = plan(state.services, state.networks, state.nodes, state.assignments)
     book = AddressBook.of(state.allocations)
     vnis = state.vnis.assignments()
     pending = dict(decided.pending)
+    # Same order as the scheduler's writes: creates, then updates.
     for create in decided.creates:
         statics = static_ips(state.services[create.spec.service].doc)
         try:
             book.record(resolve(create.spec, state.networks, vnis, book, statics), 0)
         except AddressError as exc:
             pending[create.spec.name] = str(exc)
-    return pending
+    rollout: dict[str, tuple[int, str]] = {}
+    for update in decided.updates:
+        spec = update.spec
+        statics = static_ips(state.services[spec.service].doc)
+        try:
+            book.record(resolve(spec, state.networks, vnis, book, statics), 0)
+        except AddressError as exc:
+            rollout[spec.name] = (spec.generation,
+                                  f"cannot roll out generation {spec.generation}: {exc}")
+        else:
+            rollout[spec.name] = (spec.generation, "")
+    return pending, rollout
 
 
 def _replica_index(name: str) -> int:

@@ -6,6 +6,9 @@ layout tars) are stored content-addressed as ``<state-dir>/images/<sha256>.tar``
 ImageRecord per reference: image bytes never go through etcd (1.5 MiB limit).
 After storing, the archive is pushed to every Ready node's agent concurrently;
 agents that join later pull it by reference with ImagePull.
+
+File I/O, hashing and the tar scan run in worker threads (asyncio.to_thread): a
+large archive must not stall the scheduler and every other RPC on the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 
@@ -44,29 +48,30 @@ class ImageStore:
 
     async def receive(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[str, int]:
         """Store a streamed archive; returns (``sha256:<hex>``, size)."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._dir, prefix=".incoming-", suffix=".tar")
+        fd, tmp_name = await asyncio.to_thread(self._incoming)
         tmp = Path(tmp_name)
         digest, size = hashlib.sha256(), 0
         try:
             with os.fdopen(fd, "wb") as out:
                 async for frame in frames:
                     if frame.WhichOneof("frame") == "data":
-                        digest.update(frame.data)
                         size += len(frame.data)
-                        out.write(frame.data)
+                        await asyncio.to_thread(_append, out, digest, frame.data)
             if size == 0:
                 raise UserError("image load: the archive is empty")
             name = f"sha256:{digest.hexdigest()}"
-            os.replace(tmp, self.path(name))
+            await asyncio.to_thread(os.replace, tmp, self.path(name))
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            await asyncio.to_thread(_discard, tmp)
         return name, size
+
+    def _incoming(self) -> tuple[int, str]:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=self._dir, prefix=".incoming-", suffix=".tar")
 
     async def record(self, digest: str, size: int) -> list[str]:
         """Write an ImageRecord for every reference the archive names."""
-        refs = archive_refs(self.path(digest))
+        refs = await asyncio.to_thread(archive_refs, self.path(digest))
         if not refs:
             raise UserError("image load: the archive names no image (no RepoTags in "
                             "manifest.json and no ref.name annotation in index.json)")
@@ -84,7 +89,7 @@ class ImageStore:
             if raw is None:
                 raise NotFoundError(f'image "{ref}" not found on the controller')
             path = self.path(ImageRecord.loads(raw).digest)
-        if not path.exists():
+        if not await asyncio.to_thread(path.exists):
             raise NotFoundError(f'image "{ref}": archive {path.name} missing on this controller')
         return path
 
@@ -96,6 +101,16 @@ class ImageStore:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+def _append(out: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
+    digest.update(data)
+    out.write(data)
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 async def read_chunks(path: Path) -> AsyncIterator[common_pb2.ImageChunk]:

@@ -10,9 +10,10 @@ in its own guarded transaction:
 - update/remove: the assignment's mod revision must be unchanged.
 
 A failed guard just means the world moved: the next pass sees the new state.
-An unexpected error marks the next pass as a full resync (watches are
-re-established from a fresh listing) after a short back-off. Passes never
-overlap: there is one loop task.
+Any error (etcd unavailable included) marks the next pass as a full resync
+(watches are re-established from a fresh listing) after a back-off that doubles
+up to MAX_BACKOFF; the loop never ends because etcd was away, since the daemon
+exits when it does. Passes never overlap: there is one loop task.
 
 Networks: before placing, vni.reconcile gives every overlay network its VNI.
 Every create/update carries its IP allocations (ipam.resolve) in the SAME
@@ -34,6 +35,7 @@ import logging
 from dataclasses import dataclass
 
 from berth import keyspace
+from berth.errors import TemporaryError
 from berth.etcd import Etcd3Client, Listing, txn
 from berth.records import ContainerSpec
 from controller import vni
@@ -44,7 +46,8 @@ from controller.state import ClusterState, read_state
 log = logging.getLogger(__name__)
 
 RESYNC_INTERVAL = 30.0     # a pass even without events: a safety net, not the mechanism
-ERROR_BACKOFF = 1.0
+ERROR_BACKOFF = 1.0        # first retry after a failed pass; doubles per failure...
+MAX_BACKOFF = 10.0         # ...up to this, so a returning etcd is noticed soon
 CLAIM_ATTEMPTS = 5         # a claim lost to another container's: retry with fresh addresses
 
 
@@ -68,23 +71,29 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
-        """Run passes until cancelled."""
+        """Run passes until cancelled; errors (etcd outages too) are retried, not raised."""
         resync = True
+        failures = 0
         watchers: list[asyncio.Task[None]] = []
         try:
             while True:
-                if resync or any(w.done() for w in watchers):
-                    watchers = await self._restart_watches(watchers)
-                    resync = False
                 try:
+                    if resync or any(w.done() for w in watchers):
+                        watchers = await self._restart_watches(watchers)
+                        resync = False
                     await self.run_pass()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("scheduler pass failed; next pass is a full resync")
+                except Exception as exc:
+                    failures += 1
+                    delay = backoff(failures)
+                    _log_failure(exc, failures, delay)
                     resync = True
-                    await asyncio.sleep(ERROR_BACKOFF)
+                    await asyncio.sleep(delay)
                     continue
+                if failures:
+                    log.info("scheduler recovered after %d failed attempts", failures)
+                    failures = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RESYNC_INTERVAL)
         finally:
@@ -95,9 +104,16 @@ class Scheduler:
     async def _restart_watches(
         self, old: list[asyncio.Task[None]]
     ) -> list[asyncio.Task[None]]:
+        ended = [t for t in old if t.done()]
         for task in old:
             task.cancel()
         await asyncio.gather(*old, return_exceptions=True)
+        for task in ended:
+            error = None if task.cancelled() else task.exception()
+            log.warning("%s ended (%s); watching again", task.get_name(), error or "no error")
+        old.clear()     # in place: if the listing below fails, nothing is reported twice
+        if ended:
+            await asyncio.sleep(ERROR_BACKOFF)      # a watch that keeps dying must not spin
         # Start from the current revision so nothing between the listing in the
         # next pass and the watch registration can be missed.
         revision = (await self._etcd.get_prefix(keyspace.NODES)).revision
@@ -105,7 +121,12 @@ class Scheduler:
                 for prefix in (keyspace.DESIRED, keyspace.NODES)]
 
     async def _watch(self, prefix: str, start: int) -> None:
-        async for _event in self._etcd.watch_prefix(prefix, start_revision=start):
+        try:
+            async for _event in self._etcd.watch_prefix(prefix, start_revision=start):
+                self._wake.set()
+        finally:
+            # A watch that gave up must not leave the loop blind until the next resync:
+            # the woken pass sees it done and re-establishes the watches.
             self._wake.set()
 
     async def run_pass(self) -> Plan:
@@ -275,6 +296,21 @@ class _PassWriter:
                                                  [txn.delete(ep.key)])
             if ok:
                 log.info("deleted stale endpoint %s", ep.key)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed passes in a row (1, 2, 4, ... capped)."""
+    return min(ERROR_BACKOFF * (1 << min(failures - 1, 16)), MAX_BACKOFF)
+
+
+def _log_failure(exc: Exception, failures: int, delay: float) -> None:
+    if isinstance(exc, TemporaryError):
+        # Expected while etcd is away: one line per attempt, no traceback.
+        log.warning("scheduler pass failed (attempt %d): %s; retrying in %.0fs",
+                    failures, exc, delay)
+    else:
+        log.exception("scheduler pass failed (attempt %d); full resync in %.0fs",
+                      failures, delay)
 
 
 def _holds(guard: txn.Compare, listing: Listing) -> bool:

@@ -9,6 +9,11 @@ after that the caller gets ConflictError.
 Stored value: the validated document as canonical JSON (apiVersion, kind,
 metadata, spec), so equal files compare equal and re-apply is "unchanged".
 
+Deleting a network is refused while a service uses it. The Delete transaction
+guards the whole service range (no service key written after the read), not only
+the services it saw: otherwise an Apply creating a new service on the network
+could commit in between and leave that service attached to nothing.
+
 Overlay networks get their VNI (vni.py) in the Apply transaction that creates
 them (or that re-applies one found without a VNI) and lose it in the Delete
 transaction that removes them.
@@ -25,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from berth import keyspace
 from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
 from berth.etcd import Etcd3Client, KVMeta, Listing, txn
+from berth.etcd.model import prefix_range_end
 from berth.manifest import (
     Document,
     NetworkDocument,
@@ -34,6 +40,7 @@ from berth.manifest import (
 )
 from controller import vni
 from controller.errors import InUseError
+from protos.etcd import rpc_pb2
 
 ATTEMPTS = 5
 KINDS = {"service": "Service", "services": "Service", "svc": "Service",
@@ -57,6 +64,21 @@ class _Current:
         if self.meta is None:
             return txn.version(key) == 0
         return txn.mod(key) == self.meta.mod_revision
+
+
+class _RangeUnchanged(txn.Compare):
+    """``mod_revision < operand`` for EVERY key under ``key`` (an etcd range compare).
+
+    Keys created after the read fail it too, which a compare per key read cannot see.
+    """
+
+    def __init__(self, prefix: str, revision: int) -> None:
+        super().__init__(prefix, "mod_revision", "<", revision + 1)
+
+    def to_pb(self) -> rpc_pb2.Compare:
+        pb = super().to_pb()
+        pb.range_end = prefix_range_end(pb.key)
+        return pb
 
 
 def canonical_kind(kind: str) -> str:
@@ -227,7 +249,10 @@ async def _delete_once(
     if not present:
         return results
     compares = [current[k].guard(k) for k in present]
-    compares += [txn.mod(meta.key) == meta.mod_revision for _, meta in services.items]
+    if any(kind == "Network" and current[key].meta is not None
+           for (kind, _), key in zip(refs, keys, strict=True)):
+        # "No service uses it" holds only while no service is written after that read.
+        compares.append(_RangeUnchanged(keyspace.desired_prefix("Service"), services.revision))
     ops: list[txn.Op] = [txn.delete(k) for k in present]
     for (kind, name), key in zip(refs, keys, strict=True):
         if kind == "Network" and current[key].meta is not None:

@@ -52,7 +52,7 @@ class ContainerNetwork(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., mac: _Optional[str] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("name", "service", "node", "state", "exit_code", "pid", "started_at", "finished_at", "error", "image", "networks")
+    __slots__ = ("name", "service", "node", "state", "exit_code", "pid", "started_at", "finished_at", "error", "image", "networks", "generation", "observed_generation")
     class NetworksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,8 @@ class Container(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     service: str
     node: str
@@ -82,7 +84,9 @@ class Container(_message.Message):
     error: str
     image: str
     networks: _containers.MessageMap[str, ContainerNetwork]
-    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., image: _Optional[str] = ..., networks: _Optional[_Mapping[str, ContainerNetwork]] = ...) -> None: ...
+    generation: int
+    observed_generation: int
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., image: _Optional[str] = ..., networks: _Optional[_Mapping[str, ContainerNetwork]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("name", "address", "status", "agent_addr", "containers")

@@ -21,10 +21,16 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
 
 from berth import keyspace
-from berth.etcd import Etcd3Client
-from berth.records import ContainerSpec, ImageRecord, NodeRecord
+from berth.etcd import Etcd3Client, Listing
+from berth.records import ContainerSpec, ContainerStatus, ImageRecord, NodeRecord
+from clusterctl.client import CtlError
+from clusterctl.output import rows
+from clusterctl.waiting import wait_for_services
+from controller import store
+from controller.errors import InUseError
 from controller.scheduler import Scheduler
 from controller.server import RunningServer, start_server
 from protos import agent_pb2_grpc, common_pb2, controller_pb2, controller_pb2_grpc
@@ -255,6 +261,80 @@ async def _until(check: Any, cluster: Cluster, within: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"placements never matched; last: {placements}")
         await asyncio.sleep(0.05)
+
+
+async def _report(cluster: Cluster, name: str, state: str, generation: int,
+                  exit_code: int | None = None) -> None:
+    """Write the status an agent on host1 would write for ``name``."""
+    status = ContainerStatus(name=name, node="host1", state=state, generation=generation,
+                             exit_code=exit_code)
+    await cluster.etcd.put(keyspace.status(name), status.dumps())
+
+
+async def _wait(cluster: Cluster, within: float) -> str:
+    """Run ``apply --wait``'s loop for service web; '' on success, else the error."""
+    err = Console(file=io.StringIO())
+    try:
+        await wait_for_services(cluster.stub, ["web"], within, err)
+    except CtlError as exc:
+        return str(exc)
+    return ""
+
+
+async def test_apply_wait_waits_for_the_new_generation_not_the_old_container(
+    cluster: Cluster
+) -> None:
+    await cluster.add_node("host1")
+    one = APP.replace("replicas: 2", "replicas: 1")
+    await cluster.apply(one)
+    await cluster.scheduler.run_pass()
+    await _report(cluster, "web-1", "running", generation=1)
+    assert await _wait(cluster, 5) == ""
+    # A spec change: the old container still runs; the scheduler has not even looked yet.
+    await cluster.apply(one.replace('"80"]', '"81"]'))
+    assert "web 0/1 running" in await _wait(cluster, 0.5)
+    await cluster.scheduler.run_pass()
+    ctrs = (await cluster.stub.Get(controller_pb2.GetRequest(kind="containers"))).containers
+    assert [(c.name, c.state, c.generation, c.observed_generation) for c in ctrs] == [
+        ("web-1", "running", 2, 1)]
+    row = rows("containers", controller_pb2.GetResponse(containers=ctrs))[0]
+    assert (row["generation"], row["observed_generation"]) == (2, 1)
+    assert "web 0/1 running" in await _wait(cluster, 0.5)
+    # The new generation fails: keep waiting and say why; never report success.
+    await _report(cluster, "web-1", "exited", generation=2, exit_code=3)
+    assert await _wait(cluster, 0.5) == (
+        "timed out after 0s: web 0/1 running; last error: web-1: exited: exited with code 3")
+    await _report(cluster, "web-1", "running", generation=2)
+    assert await _wait(cluster, 5) == ""
+
+
+class RacingEtcd(Etcd3Client):
+    """A real client that lets a rival Apply land right after Delete lists the services."""
+
+    rival = ""
+
+    async def get_prefix(self, prefix: str) -> Listing:
+        listing = await super().get_prefix(prefix)
+        if self.rival and prefix == keyspace.desired_prefix("Service"):
+            manifest, self.rival = self.rival, ""
+            await store.apply(self, "rival.yaml", manifest)
+        return listing
+
+
+async def test_network_delete_loses_to_a_service_applied_concurrently(
+    etcd_endpoint: str, cluster: Cluster
+) -> None:
+    await cluster.apply(APP.split("---")[0])
+    racing = RacingEtcd(etcd_endpoint)
+    async with racing:
+        racing.rival = APP.split("---")[1].replace("name: web", "name: late")
+        with pytest.raises(InUseError) as info:
+            await store.delete(racing, [("Network", "appnet")], must_exist=True)
+    assert str(info.value) == ('network "appnet" is used by service "late"; '
+                               "delete or change that service first")
+    snapshot = await cluster.snapshot()
+    assert {keyspace.desired("Network", "appnet"), keyspace.desired("Service", "late")} <= set(
+        snapshot)
 
 
 async def test_get_lists_nodes_services_networks(cluster: Cluster) -> None:

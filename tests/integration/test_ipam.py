@@ -203,6 +203,25 @@ async def test_static_ip_honoured_and_a_taken_one_is_a_pending_reason(cluster: C
         "db-1": "network appnet: ip 10.42.0.9 is already used by web-1"}
 
 
+async def test_update_that_cannot_get_an_address_says_why_in_get(cluster: Cluster) -> None:
+    await cluster.add_node("host1")
+    web = WEB.replace("replicas: 3", "replicas: 1").replace(
+        "networks: [appnet]", "networks: {appnet: {ip: 10.42.0.9}}")
+    db = WEB.replace("replicas: 3", "replicas: 1").replace("name: web", "name: db")
+    await cluster.apply(NET + "---\n" + web + "---\n" + db)
+    await cluster.scheduler.run_pass()
+    before = (await cluster.specs())["db-1"]
+    # db now asks for web-1's address: the update cannot be written.
+    await cluster.apply(db.replace("networks: [appnet]", "networks: {appnet: {ip: 10.42.0.9}}"))
+    await cluster.scheduler.run_pass()
+    assert (await cluster.specs())["db-1"] == before     # the old spec stays
+    ctrs = {c.name: c for c in (await cluster.get("containers")).containers}
+    assert (ctrs["db-1"].error, ctrs["db-1"].generation) == (
+        "cannot roll out generation 2: network appnet: ip 10.42.0.9 is already used by web-1",
+        2)
+    assert (ctrs["web-1"].error, ctrs["web-1"].generation) == ("", 1)
+
+
 class RacingEtcd(Etcd3Client):
     """A real client that lets a rival claim an address just before our first claim lands."""
 

@@ -1,16 +1,24 @@
-"""Which image references an archive names (controller.images), for both tar formats."""
+"""controller.images: which references an archive names (both tar formats), and that
+storing one never stalls the event loop (hashing, writes and the tar scan run in threads)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from berth.errors import UserError
-from controller.images import archive_refs, normalise_ref
+from controller import images
+from controller.images import ImageStore, archive_refs, normalise_ref
+from protos import common_pb2
 
 
 def _tar(path: Path, files: dict[str, object]) -> Path:
@@ -60,3 +68,66 @@ def test_not_an_image_archive_is_a_user_error(tmp_path: Path) -> None:
 )
 def test_normalise_ref(ref: str, expected: str) -> None:
     assert normalise_ref(ref) == expected
+
+
+ON_LOOP: list[bool] = []   # for each blocking call: did it run on the event loop's thread?
+
+
+def _on_loop() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class _WatchedHash:
+    """sha256 that notes which thread hashes: hashing big chunks must leave the loop."""
+
+    def __init__(self) -> None:
+        self._real = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        ON_LOOP.append(_on_loop())
+        self._real.update(data)
+
+    def hexdigest(self) -> str:
+        return self._real.hexdigest()
+
+
+class _Etcd:
+    """Records the ImageRecord transaction; nothing else of etcd is used by record()."""
+
+    def __init__(self) -> None:
+        self.ops: list[Any] = []
+
+    async def transaction(self, compare: Any, success: Any) -> tuple[bool, list[None]]:
+        self.ops += success
+        return True, []
+
+
+async def test_storing_an_archive_does_not_block_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _tar(tmp_path / "src.tar", {"manifest.json": [{"RepoTags": ["app:1"]}]}).read_bytes()
+    ON_LOOP.clear()
+    monkeypatch.setattr(images, "hashlib", SimpleNamespace(sha256=_WatchedHash))
+    real_refs = images.archive_refs
+
+    def watched_refs(path: Path) -> list[str]:
+        ON_LOOP.append(_on_loop())
+        return real_refs(path)
+
+    monkeypatch.setattr(images, "archive_refs", watched_refs)
+    etcd = _Etcd()
+    store = ImageStore(etcd, tmp_path / "state")  # type: ignore[arg-type]
+
+    async def frames() -> AsyncIterator[common_pb2.ImageChunk]:
+        yield common_pb2.ImageChunk(filename="app.tar")
+        half = len(archive) // 2
+        for part in (archive[:half], archive[half:]):
+            yield common_pb2.ImageChunk(data=part)
+
+    digest, size = await store.receive(frames())
+    assert (digest, size) == (f"sha256:{hashlib.sha256(archive).hexdigest()}", len(archive))
+    assert store.path(digest).read_bytes() == archive
+    refs = await store.record(digest, size)
+    assert refs == ["app:1"] and [op.key for op in etcd.ops] == ["/berth/images/app:1"]
+    # Two chunks hashed and one tar scan, none of them on the event loop's thread.
+    assert ON_LOOP == [False, False, False]
