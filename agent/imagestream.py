@@ -30,9 +30,11 @@ async def load_stream(
     fd, tmp = await asyncio.to_thread(_spool_open, scratch)
     try:
         with os.fdopen(fd, "wb") as out:
+            # Writes go to a thread: a large archive on a slow disk would otherwise
+            # stall every RPC and the reconcile loop that share this event loop.
             async for chunk in frames:
                 if chunk.WhichOneof("frame") == "data":
-                    out.write(chunk.data)
+                    await asyncio.to_thread(out.write, chunk.data)
         return await asyncio.to_thread(images.load, Path(tmp))
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -6,6 +6,7 @@ the node's underlay address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -54,12 +55,19 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             )
         except (NotFoundError, UserError) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        async for stream, data in proc:
-            if stream == "stdout":
-                yield common_pb2.ExecOutput(stdout=data)
-            else:
-                yield common_pb2.ExecOutput(stderr=data)
-        yield common_pb2.ExecOutput(exit_code=await proc.wait())
+        try:
+            async for stream, data in proc:
+                if stream == "stdout":
+                    yield common_pb2.ExecOutput(stdout=data)
+                else:
+                    yield common_pb2.ExecOutput(stderr=data)
+            code = await proc.wait()
+        finally:
+            # The client went away (cancelled, or the stream was closed) before the exit
+            # code: nobody will read this process, so kill and reap it. Shielded, so a
+            # second cancellation cannot leave it half-reaped.
+            await asyncio.shield(asyncio.ensure_future(proc.close()))
+        yield common_pb2.ExecOutput(exit_code=code)
 
     async def Logs(
         self,

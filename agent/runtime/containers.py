@@ -28,8 +28,8 @@ import shutil
 import signal as signals
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +57,14 @@ from berth.records import ContainerSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 EXIT_FILE_GRACE = 2.0
+
+
+@dataclass
+class _NamedLock:
+    """One container's lock and how many callers hold or await it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class Runtime:
         self.cgroup_parent = cgroup_parent
         self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin)
         self.images = ImageStore(state_dir / "images")
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _NamedLock] = {}
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -98,8 +106,22 @@ class Runtime:
             raise SpecError(f"invalid container name {name!r}")
         return self.containers_dir / name
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
+    @asynccontextmanager
+    async def _lock(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name``'s lock; forget it only when nobody holds or awaits it.
+
+        Dropping a lock that a caller still awaits would let the next caller take a
+        fresh one and run beside that waiter, so the entry is counted, not popped.
+        """
+        entry = self._locks.setdefault(name, _NamedLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[name]
 
     def cgroup_path(self, name: str) -> str:
         return "/" + "/".join(p for p in (self.cgroup_parent.strip("/"), name) if p)
@@ -208,21 +230,21 @@ class Runtime:
                 await wait_pid(record.pid, record.pid_start, 10.0)
             # The init is dead, so runc's cleanup, conmon's exit and our unmount are
             # independent: overlap them (this is most of delete's latency).
+            # `runc delete --force` also kills an init left "created" by a crash inside
+            # create (record pid 0), which is what lets that container's conmon leave.
             await asyncio.gather(
                 self._runtime("delete", "--force", name, check=False),
-                self._reap_monitor(record),
+                self._reap_monitor(*_monitor_of(cdir, record)),
                 asyncio.to_thread(rootfs.remove_rootfs, cdir),
             )
             await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
             await asyncio.to_thread(shutil.rmtree, cdir, True)
-        self._locks.pop(name, None)
 
     @staticmethod
-    async def _reap_monitor(record: Record | None) -> None:
+    async def _reap_monitor(pid: int, start: int) -> None:
         """Let conmon write the exit file and leave before its directory goes."""
-        if record is not None and record.conmon_pid:
-            if not await wait_pid(record.conmon_pid, record.conmon_start, 5.0):
-                _signal_pid(record.conmon_pid, record.conmon_start, signals.SIGKILL)
+        if pid and not await wait_pid(pid, start, 5.0):
+            _signal_pid(pid, start, signals.SIGKILL)
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -323,6 +345,28 @@ class Runtime:
             exited=lambda: not pid_alive(record.pid, record.pid_start),
         ):
             yield entry
+
+
+def _monitor_of(cdir: Path, record: Record | None) -> tuple[int, int]:
+    """conmon's pid and start time for the container in ``cdir``; (0, 0) if none.
+
+    After a crash inside create the record has no conmon pid yet, but conmon may
+    have written its pid file: trust that pid only while its argv names this
+    bundle, so a reused pid is never signalled.
+    """
+    if record is not None and record.conmon_pid:
+        return record.conmon_pid, record.conmon_start
+    pid = Monitor.conmon_pid(MonitorPaths(cdir)) or 0
+    start = proc_start_time(pid) if pid > 0 else None
+    if start is None:
+        return 0, 0
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0, 0
+    if os.fsencode(str(cdir)) not in argv or proc_start_time(pid) != start:
+        return 0, 0
+    return pid, start
 
 
 def _signal_pid(pid: int, start: int, sig: int) -> None:

@@ -101,10 +101,34 @@ class ExecProcess:
             returncode = await self._proc.wait()
             self.error = runtime_failure(self._log_path) if returncode == 255 else ""
             self._exit_code = map_exit_code(returncode, self.error)
-            for path in (self._log_path, self._pid_path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            self._remove_files()
         return self._exit_code
+
+    async def close(self) -> None:
+        """Kill and reap a process whose output nobody will read; remove runc's files.
+
+        For a caller that went away before the exit code. The pumps are cancelled
+        rather than drained: a background child of the command may hold the pipes.
+        """
+        if self._exit_code is not None:
+            return
+        started = self._pid_path.exists()
+        self.kill(signal.SIGKILL)
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        returncode = await self._proc.wait()
+        if not started:
+            # runc may have started the command just after kill() found no pid file;
+            # that kill went to runc, which then leaves the command in the container.
+            self.kill(signal.SIGKILL)
+        self._exit_code = returncode
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        for path in (self._log_path, self._pid_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def __await__(self) -> Generator[Any, None, int]:
         return self.wait().__await__()
@@ -118,5 +142,5 @@ class ExecProcess:
         with contextlib.suppress(ProcessLookupError):
             if pid > 0 and self._exit_code is None:
                 os.kill(pid, sig)
-            else:
+            elif self._proc.returncode is None:
                 self._proc.send_signal(sig)

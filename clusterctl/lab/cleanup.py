@@ -136,7 +136,12 @@ def _all_pids() -> list[int]:
 
 def lab_processes(name: str) -> dict[int, list[str]]:
     """Processes inside a lab netns or cgroup, recorded by the lab, or lab programs
-    whose command line names the lab's directories."""
+    whose command line names the lab's directories.
+
+    Every process inside a lab netns counts, whoever started it (an operator's
+    ``nsenter ... sh``, say): the lab created those namespaces and ``down`` deletes
+    them, so nothing may keep one alive, and ``down`` kills such processes too.
+    """
     found: dict[int, list[str]] = {}
     inodes = _netns_inodes(name)
     dirs = (f"{lab_dir(name)}/", f"{run_dir(name)}/")
@@ -169,13 +174,22 @@ def load_quietly(name: str) -> LabState | None:
 
 
 def conmon_pids(name: str) -> list[int]:
-    """conmon processes whose pid files sit in the lab's host state dirs."""
+    """conmon processes whose pid files sit in the lab's host state dirs.
+
+    A pid in such a file may since have been reused, possibly by another conmon
+    (Podman's, say): a process counts only while its argv names that container
+    dir (``-b``) or that pid file (``-P``), both of which lie inside this lab.
+    """
     pids = []
     for pidfile in (lab_dir(name) / "hosts").glob("**/*.pid"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
             cmd = process.cmdline(pid)
-            if cmd and os.path.basename(cmd[0]) == "conmon":
+            if (
+                cmd
+                and os.path.basename(cmd[0]) == "conmon"
+                and (str(pidfile) in cmd or str(pidfile.parent) in cmd)
+            ):
                 pids.append(pid)
     return pids
 

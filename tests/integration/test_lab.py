@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,8 @@ import pytest
 
 from berth.errors import UserError
 from clusterctl import lab
-from clusterctl.lab import LabError, LabInfo
+from clusterctl.lab import LabError, LabInfo, cleanup
+from clusterctl.lab.state import get_current, lab_dir, set_current
 from protos import controller_pb2, controller_pb2_grpc
 
 pytestmark = [
@@ -49,8 +51,15 @@ def _in_ns(netns: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
     return _run("nsenter", f"--net=/run/netns/{netns}", *argv, check=check)
 
 
+_LAB_NAMED = re.compile(r"\bbl-([a-z0-9]+)|/labs/([a-z0-9]+)")
+
+
 def _ours(line: str) -> bool:
-    # Other people use this machine concurrently; compare only what a lab could touch.
+    # Other people use this machine concurrently; compare only what a lab could touch,
+    # and leave out labs this module did not start (another test run's e2e lab, say).
+    named = [a or b for a, b in _LAB_NAMED.findall(line)]
+    if any(not lab_name.endswith(SUFFIX) for lab_name in named):
+        return False
     return "bl-" in line or "10.251." in line or "/berth/" in line or line.startswith("default")
 
 
@@ -79,6 +88,17 @@ def _down_quietly(*names: str) -> None:
     for name in names:
         with contextlib.suppress(Exception):
             asyncio.run(lab.down(name))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_current_lab() -> Iterator[None]:
+    # ``up`` makes each test lab the default; give the machine's user theirs back.
+    saved = get_current()
+    try:
+        yield
+    finally:
+        if saved is not None and lab.status(saved):
+            set_current(saved)
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +368,58 @@ def test_down_removes_running_containers() -> None:
         assert survivors == [], f"containers survived down: {survivors}"
     finally:
         _down_quietly(name)
+
+
+def test_down_of_another_lab_leaves_the_current_one(
+    two_labs: tuple[LabInfo, LabInfo, object],
+) -> None:
+    first = two_labs[0]
+    name = _lab_name("o")
+    try:
+        asyncio.run(lab.up(name, 1, _daemons=False))
+        current = lab.current()
+        assert current is not None and current.name == name
+        set_current(first.name)
+        asyncio.run(lab.down(name))
+        assert get_current() == first.name
+        current = lab.current()
+        assert current is not None and current.name == first.name
+    finally:
+        _down_quietly(name)
+
+
+def _fake_conmon(*args: str) -> subprocess.Popen[bytes]:
+    # A process whose argv[0] is "conmon", as Podman's or another lab's would be.
+    return subprocess.Popen(["conmon", "-c", "import time; time.sleep(300)", *args],
+                            executable=sys.executable)  # fmt: skip
+
+
+def test_cleanup_kills_only_conmons_that_name_this_lab() -> None:
+    name = _lab_name("m")
+    cdir = lab_dir(name) / "hosts" / "h1" / "containers" / "web-1"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        cdir.mkdir(parents=True)
+        ours = _fake_conmon("-b", str(cdir), "-P", str(cdir / "conmon.pid"))
+        stranger = _fake_conmon("-b", "/var/lib/containers/abc", "-P", "/run/abc/conmon.pid")
+        procs += [ours, stranger]
+        (cdir / "conmon.pid").write_text(f"{ours.pid}\n")
+        # A stale pid file whose pid now belongs to somebody else's conmon.
+        (cdir / "ctr.pid").write_text(f"{stranger.pid}\n")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+            _cmdline_starts(p.pid, "conmon") for p in procs
+        ):
+            time.sleep(0.02)
+        assert cleanup.conmon_pids(name) == [ours.pid]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(lab_dir(name), ignore_errors=True)
+
+
+def _cmdline_starts(pid: int, argv0: str) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(argv0.encode() + b"\0")
+    return False

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,9 +23,11 @@ from agent.runtime.errors import (
     InvalidTransition,
     OCIRuntimeError,
 )
-from agent.runtime.state import State
+from agent.runtime.state import State, pid_alive, read_record, write_record
+from agent.server import AgentService
 from berth.busybox import build_busybox_image
 from berth.records import ContainerSpec
+from protos import common_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -96,19 +101,50 @@ async def test_create_start_gives_running_container_with_docker_hardening(rt: Ru
     assert fields["CapAmb"].strip() == "0000000000000000"
     assert fields["Seccomp"].strip() == "2"
     assert (await run_exec(rt, "web-1", "hostname"))[1].strip() == "web-1"
-    # Masked paths are /dev/null bind mounts (char 1:3); kcore may not exist on this kernel.
-    code, out, _ = await run_exec(rt, "web-1", "stat", "-c", "%t:%T", "/proc/timer_list")
-    assert (code, out.strip()) == (0, "1:3")
-    assert (await run_exec(rt, "web-1", "sh", "-c", "cat /proc/kcore 2>/dev/null | wc -c"))[1] \
-        .strip() == "0"
-    # Read-only /proc/sys, and seccomp returns EPERM for a blocked syscall (unshare).
+    await _assert_masked_paths(rt, "web-1")
     code, _, err = await run_exec(rt, "web-1", "sh", "-c", "echo 1 > /proc/sys/kernel/panic")
     assert code != 0 and "Read-only" in err
-    code, _, err = await run_exec(rt, "web-1", "unshare", "-u", "true")
-    assert code != 0 and "not permitted" in err
     hosts = started.files.hosts.read_text()
     assert "127.0.0.1\tlocalhost" in hosts and "web-1" in hosts
     assert "web-1" in (await run_exec(rt, "web-1", "cat", "/etc/hosts"))[1]
+
+
+async def _assert_masked_paths(rt: Runtime, name: str) -> None:
+    """Masked paths are /dev/null bind mounts (char 1:3); absent host paths stay absent."""
+    async def char_dev(path: str) -> tuple[int, str]:
+        code, out, _ = await run_exec(rt, name, "stat", "-c", "%F %t:%T", path)
+        return code, out.strip()
+
+    if exists("/proc/kcore"):
+        assert await char_dev("/proc/kcore") == (0, "character special file 1:3")
+    else:
+        assert (await run_exec(rt, name, "test", "-e", "/proc/kcore"))[0] == 1
+    on_host = [p for p in ("/proc/keys", "/proc/timer_list") if exists(p)]
+    assert on_host, "the host has neither /proc/keys nor /proc/timer_list to check masking with"
+    for path in on_host:
+        assert await char_dev(path) == (0, "character special file 1:3"), path
+
+
+def _host_allows_userns_without_caps() -> tuple[bool, str]:
+    """Whether ``unshare -U`` works on the host with every capability dropped."""
+    if not os.path.exists("/usr/bin/setpriv"):
+        return False, "setpriv (util-linux) is not installed"
+    proc = subprocess.run(
+        ["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all",
+         "/bin/busybox", "unshare", "-U", "true"],
+        capture_output=True, text=True, check=False,
+    )
+    return proc.returncode == 0, proc.stderr.strip()
+
+
+async def test_seccomp_profile_blocks_what_capabilities_allow(rt: Runtime) -> None:
+    # User namespaces need no capability, so only the seccomp profile can refuse them.
+    allowed, why = _host_allows_userns_without_caps()
+    if not allowed:
+        pytest.skip(f"the host forbids unshare -U without capabilities: {why}")
+    await running(rt, "sc", "sleep", "3600")
+    code, _, err = await run_exec(rt, "sc", "unshare", "-U", "true")
+    assert code != 0 and "Operation not permitted" in err
 
 
 async def test_containers_do_not_see_each_others_processes(rt: Runtime) -> None:
@@ -224,3 +260,79 @@ async def test_concurrent_creates(rt: Runtime) -> None:
     names = [f"c{i}" for i in range(4)]
     await asyncio.gather(*(running(rt, n, "sleep", "3600") for n in names))
     assert {c.name: c.state for c in await rt.list()} == dict.fromkeys(names, State.RUNNING)
+
+
+async def test_delete_cleans_up_after_an_agent_crash_inside_create(rt: Runtime) -> None:
+    # The crash window: conmon has run `runc create`, but the agent died before it
+    # recorded the pids, so state.json still says pid 0 (as written before the mount).
+    made = await rt.create(spec("half", "sleep", "3600"))
+    record = read_record(made.bundle)
+    assert record is not None and record.conmon_pid > 0
+    conmon = record.conmon_pid
+    write_record(made.bundle, replace(record, pid=0, pid_start=0, conmon_pid=0, conmon_start=0))
+    fresh = Runtime(rt.state_dir, rt.runtime_root, rt.cgroup_parent)
+
+    seen = await fresh.state("half")
+    assert (seen.state, seen.started_at, seen.pid) == (State.EXITED, "", 0)
+    assert "create did not complete" in seen.error
+    assert (rt.runtime_root / "half").exists(), "runc should still hold the created container"
+
+    await fresh.delete("half")
+    assert not (rt.runtime_root / "half").exists()
+    assert not exists(f"/proc/{made.pid}")
+    # conmon's parent is pid 1, which may not have reaped it yet: a zombie counts as gone.
+    assert not pid_alive(conmon, record.conmon_start), "conmon of the half-made container lives"
+    assert str(made.bundle / "rootfs") not in rootfs.mountpoints()
+    assert cgroups.cgroup_dirs(rt.cgroup_path("half")) == []
+    assert not made.bundle.exists()
+    with pytest.raises(ContainerNotFound):
+        await fresh.state("half")
+
+
+async def test_delete_does_not_let_a_new_caller_past_a_waiting_one(rt: Runtime) -> None:
+    # A create waits on the lock while a delete holds it; a delete that arrives after
+    # the first delete finished must wait for that create, not run beside it.
+    await running(rt, "x", "sleep", "3600")
+    first = asyncio.create_task(rt.delete("x"))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(rt.create(spec("x", "sleep", "3600")))
+    await first
+    late = asyncio.create_task(rt.delete("x"))
+    made, _ = await asyncio.gather(waiting, late, return_exceptions=True)
+    assert not isinstance(made, BaseException), made
+    assert made.state is State.CREATED
+    assert await rt.list() == []
+    assert not (rt.runtime_root / "x").exists()
+    assert not [m for m in rootfs.mountpoints() if m.startswith(str(rt.state_dir))]
+
+
+class _Context:
+    """The part of grpc.aio.ServicerContext that AgentService.Exec uses."""
+
+    async def abort(self, code: object, details: str) -> None:
+        raise AssertionError(f"aborted: {code} {details}")
+
+
+@pytest.mark.parametrize("how", ["cancelled", "closed"])
+async def test_exec_rpc_kills_the_command_when_the_client_goes_away(
+    rt: Runtime, tmp_path: Path, how: str
+) -> None:
+    await running(rt, "x", "sleep", "3600")
+    service = AgentService(rt, tmp_path / "scratch")
+    request = common_pb2.ExecRequest(container="x", argv=["sh", "-c", "echo ready; sleep 3601"])
+    # The servicer method is an async generator; grpc closes it when the call ends.
+    stream = cast(AsyncGenerator[common_pb2.ExecOutput, None],
+                  service.Exec(request, _Context()))  # type: ignore[arg-type]
+    assert (await anext(stream)).stdout == b"ready\n"
+    assert "sleep 3601" in (await run_exec(rt, "x", "ps", "-o", "args"))[1]
+    if how == "closed":
+        await stream.aclose()
+    else:
+        # grpc cancels the handler's task while it waits for the next chunk.
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+    assert "sleep 3601" not in (await run_exec(rt, "x", "ps", "-o", "args"))[1]
+    assert sorted(p.name for p in (rt.containers_dir / "x").glob("exec-*")) == []

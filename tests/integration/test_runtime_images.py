@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import os
 import stat
@@ -12,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.imagestream import load_stream
 from agent.runtime import cgroups
 from agent.runtime.containers import Runtime
 from agent.runtime.errors import ImageFormatError
 from agent.runtime.images import ImageStore
 from berth.busybox import build_busybox_image
 from berth.records import ContainerSpec
+from protos import common_pb2
 from tests.imagekit import Entry, busybox_layer, make_layer, write_oci_layout
 
 pytestmark = pytest.mark.integration
@@ -124,3 +128,37 @@ def test_not_an_image(tmp_path: Path) -> None:
         tar.addfile(tarfile.TarInfo("hello"), io.BytesIO(b""))
     with pytest.raises(ImageFormatError):
         ImageStore(tmp_path / "images").load(bogus)
+
+
+async def test_image_stream_is_spooled_without_holding_the_event_loop(
+    tmp_path: Path, busybox_tar: Path
+) -> None:
+    data = await asyncio.to_thread(busybox_tar.read_bytes)
+    ticks = 0
+    ticks_while_spooling: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def frames() -> AsyncIterator[common_pb2.ImageChunk]:
+        # A stream whose frames are all buffered already never suspends by itself.
+        yield common_pb2.ImageChunk(filename="busybox.tar")
+        ticks_while_spooling.append(ticks)  # the spool file is open: writing starts now
+        for i in range(0, len(data), 64 * 1024):
+            yield common_pb2.ImageChunk(data=data[i:i + 64 * 1024])
+        ticks_while_spooling.append(ticks)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        refs = await load_stream(ImageStore(tmp_path / "images"), frames(), tmp_path / "scratch")
+    finally:
+        tick.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tick
+    assert refs == ["docker.io/library/busybox:latest"]
+    first, last = ticks_while_spooling
+    assert last > first, "the event loop was held while the chunks were written"
+    assert list((tmp_path / "scratch").iterdir()) == []
