@@ -171,11 +171,18 @@ def _check_references(source: str, doc: Document, networks: dict[str, NetworkDoc
     if not isinstance(doc, ServiceDocument):
         return
     where = f"{source}: Service/{doc.name}: spec.networks"
+    seen: dict[str, ipaddress.IPv4Network] = {}
     for name, opts in doc.spec.attachments().items():
         net = networks.get(name)
         if net is None:
             raise ManifestError(f'{where}.{name}: network "{name}" does not exist '
                                 "(define it in this file or apply it first)")
+        # One container cannot route to two networks with the same addresses.
+        for other, subnet in seen.items():
+            if subnet.overlaps(net.spec.network()):
+                raise ManifestError(f"{where}.{name}: subnet {net.spec.network()} overlaps "
+                                    f"network {other} ({subnet}); a container cannot join both")
+        seen[name] = net.spec.network()
         if opts.ip is None:
             continue
         if doc.spec.replicas > 1:
