@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 import signal
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,7 +27,8 @@ from agent.reconcile import Reconciler
 from agent.registration import Registration, node_record
 from agent.runtime.containers import Runtime
 from agent.server import AgentService
-from berth.errors import BerthError, UserError
+from berth.daemon import run_daemon
+from berth.errors import UserError
 from berth.etcd import Etcd3Client
 from netplugins.contract import HostContext, Underlay
 from netplugins.netlink import discover_underlay
@@ -159,21 +160,11 @@ async def run(cfg: agent_config.AgentConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("BERTH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        cfg = agent_config.parse(argv)
-        asyncio.run(run(cfg))
-    except UserError as exc:
-        print(f"berth-agent: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except BerthError as exc:
-        print(f"berth-agent: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    def start() -> Coroutine[Any, Any, None]:
+        # Parsed inside so a bad flag or config file exits through the same path.
+        return run(agent_config.parse(argv))
+
+    run_daemon("berth-agent", os.environ.get("BERTH_LOG_LEVEL", "INFO"), start)
 
 
 if __name__ == "__main__":

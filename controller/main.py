@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
-from berth.errors import BerthError
+from berth.daemon import run_daemon
 from berth.etcd import Etcd3Client
 from controller.scheduler import Scheduler
 from controller.server import start_server
@@ -73,15 +72,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        asyncio.run(run(args))
-    except BerthError as exc:
-        print(f"berth-controller: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_daemon("berth-controller", args.log_level, lambda: run(args))
 
 
 if __name__ == "__main__":

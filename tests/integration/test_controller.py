@@ -504,6 +504,6 @@ async def test_daemon_without_etcd_fails_in_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "controller.main", "--listen", "127.0.0.1:0",
          "--etcd", f"127.0.0.1:{_free_port()}", "--state-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2     # not the operator's input: berth could not reach etcd
     assert proc.stderr.startswith("berth-controller: etcd ")
     assert "Traceback" not in proc.stderr
