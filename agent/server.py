@@ -22,9 +22,6 @@ from protos import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
 
-# Docker's codes when the runtime itself fails before the command runs.
-EXIT_BERTH_FAILED = 125
-
 
 class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, runtime: Runtime, scratch: Path) -> None:

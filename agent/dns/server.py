@@ -273,10 +273,6 @@ def _client_socket(family: int, kind: int) -> socket.socket:
     return sock
 
 
-def _close_socket(sock: socket.socket) -> None:
-    sock.close()
-
-
 def _close_pair(pair: tuple[socket.socket, socket.socket]) -> None:
     for sock in pair:
         with contextlib.suppress(OSError):

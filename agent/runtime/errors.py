@@ -7,8 +7,6 @@ berth base class they derive from::
     ├── UserError
     │   ├── InvalidReference      an image name that cannot be parsed
     │   └── SpecError             spec + image leave nothing to run, or a bad user
-    ├── TemporaryError
-    │   └── RuntimeBusy           a lifecycle verb raced another one; retry
     └── PermanentError
         └── RuntimeFailure     base of everything below
             ├── ImageNotFound      ref is not in the ImageStore
@@ -23,7 +21,7 @@ berth base class they derive from::
 
 from __future__ import annotations
 
-from berth.errors import NotFoundError, PermanentError, TemporaryError, UserError
+from berth.errors import NotFoundError, PermanentError, UserError
 
 
 class InvalidReference(UserError):
@@ -32,10 +30,6 @@ class InvalidReference(UserError):
 
 class SpecError(UserError):
     """The container spec cannot be turned into a runnable OCI config."""
-
-
-class RuntimeBusy(TemporaryError):
-    """Another operation on the same container is in progress."""
 
 
 class RuntimeFailure(PermanentError):
