@@ -54,7 +54,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 3_000),
+    # etcd restarts are short; come back within a second of it answering again.
+    ("grpc.max_reconnect_backoff_ms", 1_000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 
@@ -131,7 +132,9 @@ class Etcd3Client:
 
     async def _unary(self, method: Any, request: Any, what: str) -> Any:
         try:
-            return await method(request, timeout=self.timeout)
+            # wait_for_ready: while the channel is between reconnect attempts, wait
+            # (up to the timeout) instead of failing at once with UNAVAILABLE.
+            return await method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what) from exc
 
