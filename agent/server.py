@@ -17,6 +17,7 @@ import grpc
 
 from agent.imagestream import load_stream
 from agent.runtime.containers import Runtime
+from agent.runtime.errors import ContainerNotFound
 from berth.errors import NotFoundError, UserError
 from protos import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -29,8 +30,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._scratch = scratch
 
     async def _require(self, name: str, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
-        names = {c.name for c in await self._runtime.list()}
-        if name not in names:
+        # One container's state, not every container's: exec and logs are hot paths.
+        try:
+            await self._runtime.state(name)
+        except ContainerNotFound:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"container {name!r} not found on this node"
             )
