@@ -244,7 +244,8 @@ async def test_scheduler_loop_reacts_to_apply_and_new_nodes(cluster: Cluster) ->
     try:
         await cluster.apply(APP)
         await asyncio.sleep(0.2)
-        ctrs = (await cluster.stub.Get(controller_pb2.GetRequest(kind="containers"))).containers
+        ctrs = (await cluster.stub.Get(controller_pb2.GetRequest(kind="containers"),
+                                       timeout=10)).containers
         assert [(c.name, c.state, c.error) for c in ctrs] == [
             ("web-1", "pending", "no Ready node"), ("web-2", "pending", "no Ready node")]
         await cluster.add_node("host1")
@@ -252,8 +253,10 @@ async def test_scheduler_loop_reacts_to_apply_and_new_nodes(cluster: Cluster) ->
         await cluster.apply(APP.replace("replicas: 2", "replicas: 1"))
         await _until(lambda p: p == {"web-1": "host1"}, cluster)
     finally:
+        # Bounded: this test hung twice in ~10 full runs (cause not found yet); a
+        # stuck cancellation must not hold the suite.
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait([task], timeout=10)
 
 
 async def _until(check: Any, cluster: Cluster, within: float = 10.0) -> None:
