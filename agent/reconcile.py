@@ -25,6 +25,7 @@ from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransi
 from agent.runtime.state import State
 from berth import keyspace
 from berth.records import ContainerSpec, ContainerState, ContainerStatus
+from berth.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,15 @@ _STATES: dict[State, ContainerState] = {
 }
 RESYNC_PERIOD = 1.0
 STOP_GRACE = 10.0          # seconds between SIGTERM and SIGKILL, as docker stop
-MAX_BACKOFF = 30.0
+FIRST_RETRY = 1.0          # a container whose create failed is retried after this...
+MAX_BACKOFF = 30.0         # ...doubling per failure in a row, up to this
 
 ImagePuller = Callable[[str], Awaitable[None]]
 
 
 @dataclass
 class _Backoff:
-    failures: int = 0
+    delays: Backoff = field(default_factory=lambda: Backoff(FIRST_RETRY, MAX_BACKOFF))
     not_before: float = 0.0
     error: str = ""
 
@@ -200,8 +202,7 @@ class Reconciler:
 
     def _note_failure(self, name: str, exc: Exception) -> None:
         b = self._backoff.setdefault(name, _Backoff())
-        b.failures += 1
-        b.not_before = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2**b.failures)
+        b.not_before = time.monotonic() + b.delays.failed()
         b.error = str(exc) or type(exc).__name__
 
     def _failed_status(self, spec: ContainerSpec) -> ContainerStatus:

@@ -38,6 +38,7 @@ from berth import keyspace
 from berth.errors import TemporaryError
 from berth.etcd import Etcd3Client, Listing, txn
 from berth.records import ContainerSpec
+from berth.retry import Backoff
 from controller import vni
 from controller.ipam import AddressBook, AddressError, orphans, resolve, static_ips
 from controller.placement import Assignment, Create, Plan, Remove, Update, plan
@@ -73,7 +74,7 @@ class Scheduler:
     async def run(self) -> None:
         """Run passes until cancelled; errors (etcd outages too) are retried, not raised."""
         resync = True
-        failures = 0
+        retry = Backoff(ERROR_BACKOFF, MAX_BACKOFF)
         watchers: list[asyncio.Task[None]] = []
         try:
             while True:
@@ -85,15 +86,14 @@ class Scheduler:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    failures += 1
-                    delay = backoff(failures)
-                    _log_failure(exc, failures, delay)
+                    delay = retry.failed()
+                    _log_failure(exc, retry.failures, delay)
                     resync = True
                     await asyncio.sleep(delay)
                     continue
-                if failures:
-                    log.info("scheduler recovered after %d failed attempts", failures)
-                    failures = 0
+                if retry.failures:
+                    log.info("scheduler recovered after %d failed attempts", retry.failures)
+                    retry.succeeded()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RESYNC_INTERVAL)
         finally:
@@ -296,11 +296,6 @@ class _PassWriter:
                                                  [txn.delete(ep.key)])
             if ok:
                 log.info("deleted stale endpoint %s", ep.key)
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` failed passes in a row (1, 2, 4, ... capped)."""
-    return min(ERROR_BACKOFF * (1 << min(failures - 1, 16)), MAX_BACKOFF)
 
 
 def _log_failure(exc: Exception, failures: int, delay: float) -> None:
