@@ -40,3 +40,24 @@ def test_served_series_parse_and_follow_what_was_recorded() -> None:
 def test_bad_listen_address_is_one_line(listen: str) -> None:
     with pytest.raises(UserError, match="--metrics-listen"):
         metrics.serve(listen)
+
+
+def _etcd_errors() -> float:
+    return sum(s.value for family in metrics.ETCD_ERRORS.collect() for s in family.samples
+               if s.name.endswith("_total"))
+
+
+async def test_failed_etcd_requests_are_counted() -> None:
+    import socket
+
+    from berth.etcd import Etcd3Client
+    from berth.etcd.errors import EtcdUnavailable
+
+    with socket.socket() as sock:   # a port with nobody behind it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    before = _etcd_errors()
+    async with Etcd3Client(f"127.0.0.1:{port}", timeout=0.3) as etcd:
+        with pytest.raises(EtcdUnavailable):
+            await etcd.get("/x")
+    assert _etcd_errors() == before + 1
