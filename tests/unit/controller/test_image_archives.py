@@ -133,3 +133,46 @@ async def test_storing_an_archive_does_not_block_the_event_loop(
     assert refs == ["app:1"] and [op.key for op in etcd.ops] == ["/berth/images/app:1"]
     # Two chunks hashed and one tar scan, none of them on the event loop's thread.
     assert ON_LOOP == [False, False, False]
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["sha256:../secret", "sha256:../../secret", "sha256:" + "/tmp/../".ljust(64, "/"),
+     "sha256:" + "A" * 64],
+    ids=["parent", "grandparent", "absolute", "upper-case"],
+)
+async def test_finding_2_image_pull_ref_cannot_leave_the_store(tmp_path: Path, ref: str) -> None:
+    """ImagePull(ref="sha256:../../x") used to return any *.tar on the controller host."""
+    for planted in (tmp_path / "secret.tar", tmp_path / "state" / "secret.tar"):
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.write_bytes(b"host secret")
+    (tmp_path / "state" / "images").mkdir()
+    store = ImageStore(_Etcd(), tmp_path / "state")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^image pull: ref: invalid digest") as info:
+        await store.find(ref)
+    assert "\n" not in str(info.value)
+
+
+def test_archive_json_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.tar"
+    with tarfile.open(path, "w") as tar:
+        body = b" " * (4 << 20) + b"[]"
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    with pytest.raises(UserError, match=r"manifest\.json is 4194306 bytes; the limit is 4194304"):
+        archive_refs(path)
+
+
+async def test_archive_stream_is_bounded_and_leaves_nothing(tmp_path: Path) -> None:
+    store = ImageStore(_Etcd(), tmp_path / "state", max_archive=10)  # type: ignore[arg-type]
+
+    async def frames() -> AsyncIterator[common_pb2.ImageChunk]:
+        yield common_pb2.ImageChunk(filename="big.tar")
+        for _ in range(3):
+            yield common_pb2.ImageChunk(data=b"x" * 6)
+
+    with pytest.raises(UserError, match="larger than the limit of 10 bytes"):
+        await store.load(frames())
+    assert list((tmp_path / "state" / "images").iterdir()) == []
+    assert (tmp_path / "state" / "images").stat().st_mode & 0o777 == 0o700
