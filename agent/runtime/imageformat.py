@@ -50,6 +50,7 @@ class ImageSource:
     layers: tuple[LayerSource, ...]
     names: tuple[str, ...]         # references as the archive writes them (not normalised)
     bare_tag_ok: bool = False      # OCI ref.name may be a bare tag; docker RepoTags may not
+    what: str = "image config"     # where the config came from, for error messages
 
 
 def digest(value: object, what: str) -> Digest:
@@ -182,7 +183,7 @@ def _docker_image(tar: tarfile.TarFile, entry: dict[str, Any], what: str) -> Ima
                                    "(blobs/sha256/<hex> or <id>/layer.tar)")
         layers.append(LayerSource(name, Digest(blob.group(1)) if blob else None))
     names = strings(entry.get("RepoTags"), f"{what}: RepoTags", MAX_MANIFESTS)
-    return ImageSource(config_raw, tuple(layers), tuple(names))
+    return ImageSource(config_raw, tuple(layers), tuple(names), what=f"config of {what}")
 
 
 # --- OCI image layout ------------------------------------------------------------------
@@ -194,7 +195,8 @@ def oci_images(tar: tarfile.TarFile) -> list[ImageSource]:
     for i, raw_desc in enumerate(descs):
         desc = obj(raw_desc, f"index.json: manifests[{i}]")
         manifest = _resolve_manifest(tar, desc, f"index.json: manifests[{i}]")
-        images.append(_oci_image(tar, manifest, _oci_names(desc)))
+        images.append(_oci_image(tar, manifest, _oci_names(desc),
+                                 f"config of index.json: manifests[{i}]"))
     return images
 
 
@@ -210,7 +212,8 @@ def _resolve_manifest(tar: tarfile.TarFile, desc: dict[str, Any], what: str) -> 
     raise ImageFormatError(f"{what}: indexes nested more than {MAX_INDEX_DEPTH} deep")
 
 
-def _oci_image(tar: tarfile.TarFile, manifest: dict[str, Any], names: list[str]) -> ImageSource:
+def _oci_image(tar: tarfile.TarFile, manifest: dict[str, Any], names: list[str],
+               what: str) -> ImageSource:
     config = obj(manifest.get("config"), "manifest: config")
     config_digest = digest(config.get("digest"), "manifest: config.digest")
     config_raw = verified_blob(tar, config_digest, "config")
@@ -218,7 +221,7 @@ def _oci_image(tar: tarfile.TarFile, manifest: dict[str, Any], names: list[str])
     for i, raw in enumerate(items(manifest.get("layers"), "manifest: layers", MAX_LAYERS)):
         d = digest(obj(raw, f"manifest: layers[{i}]").get("digest"), f"manifest: layers[{i}]")
         layers.append(LayerSource(blob_name(d), d))
-    return ImageSource(config_raw, tuple(layers), tuple(names), bare_tag_ok=True)
+    return ImageSource(config_raw, tuple(layers), tuple(names), bare_tag_ok=True, what=what)
 
 
 def _oci_names(desc: dict[str, Any]) -> list[str]:

@@ -132,10 +132,10 @@ class ImageStore:
     def _store_image(self, tar: tarfile.TarFile,
                      src: fmt.ImageSource) -> builtins.list[tuple[str, Digest]]:
         """Unpack missing layers and store the config; return (ref, image id) pairs."""
-        config = fmt.parse_json(src.config_raw, "image config")
-        diff_ids = fmt.config_diff_ids(config, "image config")
+        config = fmt.parse_json(src.config_raw, src.what)
+        diff_ids = fmt.config_diff_ids(config, src.what)
         if len(diff_ids) != len(src.layers):
-            raise ImageFormatError(f"image config lists {len(diff_ids)} diff_ids but the "
+            raise ImageFormatError(f"{src.what} lists {len(diff_ids)} diff_ids but the "
                                    f"manifest {len(src.layers)} layers")
         for layer, diff_id in zip(src.layers, diff_ids, strict=True):
             if self.layers.has(diff_id):

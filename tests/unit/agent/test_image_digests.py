@@ -112,7 +112,7 @@ def test_finding_2_image_reference_cannot_reach_a_host_json(tmp_path: Path) -> N
 def test_corrupt_refs_json_is_one_clear_error(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "images")
     (store.root / "refs.json").write_text(json.dumps({"docker.io/library/x:1": "sha256:../x"}))
-    with pytest.raises(ImageFormatError, match="refs.json.*invalid digest"):
+    with pytest.raises(ImageFormatError, match=r"refs\.json.*invalid digest"):
         store.list()
     assert not store.has("x:1")
 
@@ -122,7 +122,7 @@ def test_bounds_are_enforced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     store = ImageStore(tmp_path / "images")
     big = {"oci-layout": b"{}", "index.json": b" " * (imageformat.MAX_JSON_BYTES + 1)}
-    with pytest.raises(ImageFormatError, match="index.json' in archive is .* the limit is"):
+    with pytest.raises(ImageFormatError, match=r"index\.json' in archive is .* the limit is"):
         store.load(write(tmp_path / "big.tar", big))
     monkeypatch.setattr(imageformat, "MAX_LAYERS", 2)
     with pytest.raises(ImageFormatError, match="manifest: layers has 3 entries; the limit is 2"):

@@ -47,8 +47,9 @@ def test_parse_round_trips() -> None:
          "empty", "null", "number", "list"],
 )
 def test_hostile_digests_are_refused_in_one_line(value: object) -> None:
-    with pytest.raises(DigestError, match=r"^config\.rootfs\.diff_ids\[0\]: invalid digest") as info:
-        Digest.parse(value, "config.rootfs.diff_ids[0]")
+    expected = r"^config: rootfs\.diff_ids\[0\]: invalid digest"
+    with pytest.raises(DigestError, match=expected) as info:
+        Digest.parse(value, "config: rootfs.diff_ids[0]")
     assert "\n" not in str(info.value)
 
 
