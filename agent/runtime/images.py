@@ -199,7 +199,7 @@ class ImageStore:
         config = self._config(image_id, ref)
         diff_ids = fmt.config_diff_ids(config, f"config of {ref}")
         recorded = self.layers.recorded()
-        missing = [d for d in diff_ids if d not in recorded]
+        missing = [d for d in diff_ids if d not in recorded or not self.layers.path(d).is_dir()]
         if missing:
             raise ImageNotFound(f"image {ref}: layer {missing[0]} is not in the store; "
                                 "load the image again")
