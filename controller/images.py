@@ -67,6 +67,12 @@ class ImageStore:
         self._etcd = etcd
         self._dir = state_dir / "images"
         self._max_archive = max_archive
+        self._ensure_dir()
+
+    def _ensure_dir(self) -> None:
+        """Root-only, also for an existing install (chmod, not only mkdir's mode)."""
+        self._dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(self._dir, DIR_MODE)
 
     def path(self, digest: Digest) -> Path:
         return store_path(self._dir, digest, ".tar")
@@ -117,8 +123,7 @@ class ImageStore:
         return name, size
 
     def _incoming(self) -> tuple[int, str]:
-        self._dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        os.chmod(self._dir, DIR_MODE)   # an existing install gets its mode fixed too
+        self._ensure_dir()
         return tempfile.mkstemp(dir=self._dir, prefix=".incoming-", suffix=".tar")
 
     async def _forget(self, digest: Digest) -> None:

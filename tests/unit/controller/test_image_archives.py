@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from berth.errors import UserError
 from controller import images
@@ -176,3 +179,27 @@ async def test_archive_stream_is_bounded_and_leaves_nothing(tmp_path: Path) -> N
         await store.load(frames())
     assert list((tmp_path / "state" / "images").iterdir()) == []
     assert (tmp_path / "state" / "images").stat().st_mode & 0o777 == 0o700
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["manifest.json", "index.json", "other.json", "../manifest.json"]),
+       st.one_of(st.binary(max_size=200), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+           lambda inner: st.lists(inner, max_size=4)
+           | st.dictionaries(st.sampled_from(["RepoTags", "manifests", "annotations",
+                                              "org.opencontainers.image.ref.name"]),
+                             inner, max_size=3),
+           max_leaves=12).map(lambda v: json.dumps(v).encode())))
+def test_archive_refs_of_any_tar_is_a_list_or_one_user_error(name: str, body: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.tar"
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        try:
+            refs = archive_refs(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and "<class" not in str(exc)
+        else:
+            assert all(isinstance(r, str) for r in refs)
