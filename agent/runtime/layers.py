@@ -161,7 +161,11 @@ class _Unpacker:
             os.setxattr(target, OPAQUE_XATTR, b"y")
             return
         if base.startswith(WHITEOUT_PREFIX):
-            path = self._parent(rel).with_name(base[len(WHITEOUT_PREFIX):])
+            hidden = base[len(WHITEOUT_PREFIX):]
+            if hidden in ("", ".", "..") or WHITEOUT_PREFIX + hidden != base:
+                # ".wh..." would name the parent of the layer directory itself.
+                raise ImageFormatError(f"layer entry {member.name!r} is not a valid whiteout")
+            path = self._parent(rel).with_name(hidden)
             self._clear(path)
             os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
             return

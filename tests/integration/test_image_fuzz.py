@@ -41,7 +41,8 @@ OUT = "@OUT@"   # replaced by the absolute path of the directory outside the sto
 
 NAMES = ["a", "a/b", "d", "d/f", "./d/g", "d/", "../x", "../../../../x", "a/../../x",
          "/abs", f"{OUT}/planted", "l", "l/x", "l/../x", "h", "d/.wh.f", ".wh.a",
-         "d/.wh..wh..opq", ".wh..wh..opq", ".wh.", "a//b", "..\\x", "x" * 300, "dev/sda"]
+         "d/.wh..wh..opq", ".wh..wh..opq", ".wh.", ".wh...", "d/.wh...", ".wh..", "a//b",
+         "..\\x", "x" * 300, "dev/sda"]
 LINKS = ["/", "..", "../../../..", "/etc/passwd", "a", "d", "d/f", "../outside/file",
          OUT, f"{OUT}/file", "missing", "l/x", ""]
 KINDS = ["file", "dir", "sym", "hard", "chr", "chr00", "blk", "fifo"]

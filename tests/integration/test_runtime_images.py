@@ -104,8 +104,11 @@ async def test_container_sees_merged_layers(rt: Runtime, tmp_path: Path,
         [("a/../../escape", b"x", None)],
         [("link", None, "/"), ("link/escape", b"x", None)],
         [("link", None, "../.."), ("link/escape", b"x", None)],
+        [(".wh...", b"", None)],
+        [("d", None, None), ("d/.wh...", b"", None), ("d/.wh..", b"", None)],
     ],
-    ids=["dotdot", "nested-dotdot", "through-absolute-symlink", "through-relative-symlink"],
+    ids=["dotdot", "nested-dotdot", "through-absolute-symlink", "through-relative-symlink",
+         "whiteout-of-parent", "nested-whiteout-of-parent"],
 )
 def test_layers_never_write_outside(tmp_path: Path, entries: list[Entry]) -> None:
     store = ImageStore(tmp_path / "images")
@@ -288,3 +291,16 @@ async def test_finding_3_nobody_cannot_list_or_run_anything_in_the_store(
         result = _as_nobody(str(binary_path), "id", "-u")
         assert result.returncode != 0 and result.stdout == "", binary_path
         assert "Permission denied" in result.stderr, binary_path
+
+
+def test_a_whiteout_cannot_name_the_parent_of_its_layer(tmp_path: Path) -> None:
+    """``.wh...`` used to whiteout ``..``: the unpack removed the whole layers/ directory."""
+    store = ImageStore(tmp_path / "images")
+    store.load(write_oci_layout(tmp_path / "good.tar", [make_layer([("a", b"a", None)])],
+                                "good:1"))
+    evil = write_oci_layout(tmp_path / "evil.tar", [make_layer([(".wh...", b"", None)])],
+                            "evil:1")
+    with pytest.raises(ImageFormatError, match=r"'\.wh\.\.\.' is not a valid whiteout"):
+        store.load(evil)
+    assert store.has("good:1") and not store.has("evil:1")
+    assert (store.resolve("good:1").layers[0] / "a").read_bytes() == b"a"
