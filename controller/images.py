@@ -36,7 +36,7 @@ import grpc
 
 from berth import keyspace
 from berth.digest import Digest, store_path
-from berth.errors import NotFoundError, UserError
+from berth.errors import NotFoundError, PermanentError, UserError
 from berth.etcd import Etcd3Client, txn
 from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.records import ImageRecord, NodeRecord
@@ -80,7 +80,11 @@ class ImageStore:
     async def load(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[list[str], Digest]:
         """Store, push to every Ready node, then record; all or nothing. Returns (refs, digest)."""
         nodes = await self._ready_nodes()
-        digest, size = await self.receive(frames)
+        try:
+            digest, size = await self.receive(frames)
+        except OSError as exc:   # disk full, read-only state dir: say so without a class name
+            raise PermanentError(f"image load: cannot store the archive on the controller: "
+                                 f"{exc.strerror or exc}") from exc
         try:
             refs = await asyncio.to_thread(archive_refs, self.path(digest))
             if not refs:

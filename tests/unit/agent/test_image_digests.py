@@ -15,6 +15,7 @@ import pytest
 
 from agent.runtime.errors import ImageFormatError, InvalidReference
 from agent.runtime.images import ImageStore
+from agent.runtime.reference import normalize
 from tests.imagecraft import config_for, docker_files, oci_files, sha, tar_bytes, write
 
 LAYER = tar_bytes({"hello": b"hi"})
@@ -146,3 +147,16 @@ def test_nested_indexes_are_bounded(tmp_path: Path) -> None:
     with pytest.raises(ImageFormatError, match="indexes nested more than 4 deep"):
         store.load(write(tmp_path / "deep.tar", files))
     _assert_empty(store)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["busybox@sha256:" + "A" * 64, "busybox@sha256:../../x", "busy\nbox", "a/b\n/c:1",
+     "busybox:" + "t" * 129, "x" * 600],
+    ids=["digest-upper-case", "digest-traversal", "newline-in-name", "newline-in-path",
+         "tag-too-long", "reference-too-long"],
+)
+def test_references_are_parsed_strictly(ref: str) -> None:
+    with pytest.raises(InvalidReference) as info:
+        normalize(ref)
+    assert "\n" not in str(info.value)
