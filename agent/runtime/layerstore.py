@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
@@ -110,16 +110,17 @@ class LayerStore:
     def prune(self, keep: set[Digest], in_use: set[Path]) -> list[Path]:
         """Drop layers not in ``keep`` whose directory no caller holds; return them."""
         removed: list[Path] = []
+        held = {p.resolve() for p in in_use}
         with self._lock():
             layers = self.recorded()
-            for entry in self._entries():
+            for entry in self.dir.iterdir():
                 if entry.name.startswith("."):
                     continue  # unpacks in progress
                 try:
                     digest = Digest.from_hex(entry.name)
                 except DigestError:
                     digest = None
-                if digest is not None and (digest in keep or entry in in_use):
+                if digest is not None and (digest in keep or entry.resolve() in held):
                     continue
                 if digest is not None:
                     layers.discard(digest)
@@ -131,6 +132,3 @@ class LayerStore:
             else:
                 path.unlink(missing_ok=True)
         return removed
-
-    def _entries(self) -> Iterator[Path]:
-        yield from self.dir.iterdir()

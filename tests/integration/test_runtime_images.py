@@ -304,3 +304,17 @@ def test_a_whiteout_cannot_name_the_parent_of_its_layer(tmp_path: Path) -> None:
         store.load(evil)
     assert store.has("good:1") and not store.has("evil:1")
     assert (store.resolve("good:1").layers[0] / "a").read_bytes() == b"a"
+
+
+def test_prune_drops_unused_layers_from_disk_and_record(tmp_path: Path) -> None:
+    shared, only_a, only_b = (make_layer([(n, n.encode(), None)]) for n in ("s", "a", "b"))
+    store = ImageStore(tmp_path / "images")
+    store.load(write_oci_layout(tmp_path / "a.tar", [shared, only_a], "a:1"))
+    store.load(write_oci_layout(tmp_path / "b.tar", [shared, only_b], "b:1"))
+    held = store.resolve("b:1").layers[1]
+    store.remove("b:1")
+    assert store.prune(in_use={held}) == []
+    removed = store.prune()
+    assert [p.name for p in removed] == [_layer_hex(only_b)]
+    assert {d.hex for d in store.layers.recorded()} == {_layer_hex(shared), _layer_hex(only_a)}
+    assert store.has("a:1") and not store.has("b:1")
