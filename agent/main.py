@@ -26,6 +26,7 @@ from agent.network import NetworkManager
 from agent.reconcile import Reconciler
 from agent.registration import Registration, node_record
 from agent.runtime.containers import Runtime
+from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
 from berth.daemon import run_daemon
 from berth.errors import UserError
@@ -114,7 +115,9 @@ def _network(
 
 
 async def run(cfg: agent_config.AgentConfig) -> None:
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    # Root-only, also for an existing install: the state dir holds image layers (setuid
+    # binaries included) and container roots, which no host user may reach.
+    ensure_private_dir(cfg.state_dir)
     runtime = Runtime(
         state_dir=cfg.state_dir,
         runtime_root=cfg.runtime_root,

@@ -113,13 +113,10 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         context: Context,
     ) -> common_pb2.ImageLoadResponse:
         try:
-            digest, size = await self._images.receive(request_iterator)
-            refs = await self._images.record(digest, size)
-            state = await read_state(self._etcd)
-            await self._images.push(digest, state.nodes.values())
+            refs, digest = await self._images.load(request_iterator)
         except Exception as exc:
             await _status(context, exc)
-        return common_pb2.ImageLoadResponse(refs=refs, digest=digest)
+        return common_pb2.ImageLoadResponse(refs=refs, digest=str(digest))
 
     async def ImagePull(
         self, request: controller_pb2.ImagePullRequest,
