@@ -1,0 +1,142 @@
+"""Loading untrusted YAML with bounded work: size, nesting depth and alias expansion.
+
+Called by berth.manifest.load_manifest (controller Apply/Delete, clusterctl). Nothing
+else in berth parses YAML from users.
+
+Design notes
+------------
+Why a budget instead of a deadline. A thread cannot be stopped, and a worker process
+per request costs more than the parse. Every way YAML makes a small file expensive is
+counted while the file is composed, so the work is bounded by the limits below and no
+deadline is needed:
+
+- Aliases. PyYAML shares the node an alias points to, so composing and constructing a
+  "billion laughs" file is cheap; the blow-up comes later, when anything walks the data
+  (validation, JSON dumps). So each node is charged its *expanded* size: one for itself
+  plus its children, and an alias is charged the full expanded size of its anchor. Merge
+  keys (``<<: *a``) are aliases too, so they are charged the same way. The total per
+  document, and the number of alias references, are capped.
+- Depth. The composer, pydantic and ``json`` all recurse per level; at 10,000 levels
+  Python raises RecursionError. Depth is counted while composing and refused at
+  MAX_DEPTH, far below any recursion limit.
+- An alias to an anchor that is still being composed (``&a [*a]``) makes a cyclic
+  structure; it is refused.
+- Scalars whose conversion fails outside YAML's own checks (an int of more than 4300
+  digits, ``2001-02-30`` as a timestamp) become YAML errors with their line.
+
+The loader is PyYAML's pure-Python SafeLoader: libyaml's composer is C code whose
+recursion cannot be hooked. The scanner and parser are state machines, not recursive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
+from yaml.nodes import Node
+
+MAX_MANIFEST_BYTES = 1024 * 1024    # Kubernetes stores objects of at most ~1.5 MiB
+MAX_DEPTH = 64                      # a manifest needs 6; Kubernetes' decoder allows 10,000
+MAX_ALIASES = 1000                  # alias references per document
+MAX_NODES = 100_000                 # nodes per document, counting every alias expansion
+
+
+class BudgetError(yaml.MarkedYAMLError):
+    """A document exceeds one of the limits above; ``problem`` says which."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that charges every composed node to a per-document budget."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._aliases = 0
+        self._sizes: dict[int, int] = {}     # id(anchored node) -> expanded size
+        self._keep: list[Node] = []          # keeps ids in _sizes unique for the document
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803
+        # Checked in the scanner too: each open bracket is a possible simple key that the
+        # scanner keeps for up to 1024 characters, so 1024 brackets cost O(1024²) before
+        # the composer ever sees the depth.
+        if self.flow_level >= MAX_DEPTH:
+            raise BudgetError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                              self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_document(self) -> Node | None:
+        self._nodes = self._aliases = 0
+        self._sizes.clear()
+        self._keep.clear()
+        node: Node | None = super().compose_document()
+        return node
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            return self._compose_alias()
+        event = self.peek_event()
+        if self._depth >= MAX_DEPTH:
+            raise BudgetError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                              event.start_mark)
+        start = self._nodes
+        self._charge(1, event.start_mark)
+        self._depth += 1
+        try:
+            node: Node | None = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is not None and getattr(event, "anchor", None) is not None:
+            self._sizes[id(node)] = self._nodes - start
+            self._keep.append(node)
+        return node
+
+    def _compose_alias(self) -> Node:
+        event = self.peek_event()
+        anchor = event.anchor
+        node = self.anchors.get(anchor)
+        if node is None:
+            raise ComposerError(None, None, f"found undefined alias {anchor!r}",
+                                event.start_mark)
+        size = self._sizes.get(id(node))
+        if size is None:
+            raise BudgetError(None, None, f"alias *{anchor} refers to a node that contains "
+                              "it (recursive structures are not allowed)", event.start_mark)
+        self._aliases += 1
+        if self._aliases > MAX_ALIASES:
+            raise BudgetError(None, None, f"more than {MAX_ALIASES} alias references",
+                              event.start_mark)
+        self._charge(size, event.start_mark)
+        self.get_event()
+        return node
+
+    def _charge(self, count: int, mark: Any) -> None:
+        self._nodes += count
+        if self._nodes > MAX_NODES:
+            raise BudgetError(None, None, f"more than {MAX_NODES} nodes once aliases are "
+                              "expanded", mark)
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            # YAML's own checks raise ConstructorError (a YAMLError); only the
+            # conversions into Python's types (int(), date()) land here.
+            problem = str(exc).splitlines()[0] if str(exc) else "invalid value"
+            raise ConstructorError(None, None, f"cannot read value: {problem}",
+                                   node.start_mark) from exc
+
+
+def load_all(text: str) -> list[Any]:
+    """Every document of ``text``; raises yaml.YAMLError (BudgetError for the limits)."""
+    loader = BoundedLoader(text)
+    try:
+        out = []
+        while loader.check_data():
+            out.append(loader.get_data())
+        return out
+    finally:
+        loader.dispose()
