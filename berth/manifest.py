@@ -76,11 +76,14 @@ def check_size(source: str, size: int) -> None:
                             f"limit of {_mib(MAX_MANIFEST_BYTES)}; split it into several files")
 
 
-def load_manifest(source: str, text: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+def load_manifest(
+    source: str, text: str, limits: Limits | None = DEFAULT_LIMITS
+) -> list[Document]:
     """Parse and validate every document of a multi-document YAML manifest.
 
-    Empty documents are skipped. Raises ManifestError (one line) on the first
-    problem; nothing is returned unless the whole file is valid.
+    Empty documents are skipped. ``limits=None`` skips the replica and name limits
+    (``delete -f``); the size and YAML bounds always apply. Raises ManifestError (one
+    line) on the first problem; nothing is returned unless the whole file is valid.
     """
     source = _one_line(source)
     try:
@@ -92,7 +95,7 @@ def load_manifest(source: str, text: str, limits: Limits = DEFAULT_LIMITS) -> li
         raise
 
 
-def _load(source: str, text: str, limits: Limits) -> list[Document]:
+def _load(source: str, text: str, limits: Limits | None) -> list[Document]:
     check_size(source, len(text) if len(text) > MAX_MANIFEST_BYTES else len(text.encode()))
     try:
         raws = [raw for raw in yamlsafe.load_all(text) if raw is not None]
@@ -106,7 +109,8 @@ def _load(source: str, text: str, limits: Limits) -> list[Document]:
     seen: dict[tuple[str, str], int] = {}
     for number, raw in enumerate(raws, start=1):
         doc = _validate(source, number, raw)
-        _check_limits(source, doc, limits)
+        if limits is not None:
+            _check_limits(source, doc, limits)
         first = seen.setdefault((doc.kind, doc.name), number)
         if first != number:
             raise ManifestError(

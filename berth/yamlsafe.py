@@ -59,7 +59,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}     # id(anchored node) -> expanded size
         self._keep: list[Node] = []          # keeps ids in _sizes unique for the document
 
-    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
         # Checked in the scanner too: each open bracket is a possible simple key that the
         # scanner keeps for up to 1024 characters, so 1024 brackets cost O(1024²) before
         # the composer ever sees the depth.
@@ -78,7 +78,7 @@ class BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             return self._compose_alias()
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if self._depth >= MAX_DEPTH:
             raise BudgetError(None, None, f"nested deeper than {MAX_DEPTH} levels",
                               event.start_mark)
@@ -95,7 +95,7 @@ class BoundedLoader(yaml.SafeLoader):
         return node
 
     def _compose_alias(self) -> Node:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         anchor = event.anchor
         node = self.anchors.get(anchor)
         if node is None:
@@ -110,7 +110,7 @@ class BoundedLoader(yaml.SafeLoader):
             raise BudgetError(None, None, f"more than {MAX_ALIASES} alias references",
                               event.start_mark)
         self._charge(size, event.start_mark)
-        self.get_event()
+        self.get_event()  # type: ignore[no-untyped-call]
         return node
 
     def _charge(self, count: int, mark: Any) -> None:
@@ -135,7 +135,7 @@ def load_all(text: str) -> list[Any]:
     loader = BoundedLoader(text)
     try:
         out = []
-        while loader.check_data():
+        while loader.check_data():  # type: ignore[no-untyped-call]
             out.append(loader.get_data())
         return out
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from berth.errors import NotFoundError, UserError
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerStatus
 from controller.ipam import AddressBook, AddressError, resolve, static_ips
 from controller.placement import plan
@@ -31,15 +32,17 @@ KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes",
          "network": "networks", "networks": "networks", "net": "networks"}
 
 
-def get(state: ClusterState, kind: str, name: str = "") -> controller_pb2.GetResponse:
+def get(
+    state: ClusterState, kind: str, name: str = "", limits: Limits = DEFAULT_LIMITS
+) -> controller_pb2.GetResponse:
     canonical = KINDS.get(kind.lower())
     if canonical is None:
         raise UserError(f'unknown kind "{kind}" (expected nodes, services, containers '
                         "or networks)")
     response = controller_pb2.GetResponse()
     builders: dict[str, Callable[[ClusterState], list[object]]] = {
-        "nodes": _nodes, "services": _services, "containers": _containers,
-        "networks": _networks,
+        "nodes": _nodes, "services": _services,
+        "containers": lambda s: _containers(s, limits), "networks": _networks,
     }
     items = builders[canonical](state)
     if name:
@@ -80,9 +83,9 @@ def _services(state: ClusterState) -> list[object]:
         for name, svc in sorted(state.services.items())]
 
 
-def _containers(state: ClusterState) -> list[object]:
+def _containers(state: ClusterState, limits: Limits) -> list[object]:
     out: list[controller_pb2.Container] = []
-    pending, rollout = _unplaced(state)
+    pending, rollout = _unplaced(state, limits)
     for assignment in state.assignments:
         spec = assignment.spec
         status = state.statuses.get(spec.name)
@@ -133,14 +136,16 @@ def _removing(state: ClusterState, listed: set[str]) -> list[controller_pb2.Cont
     ]
 
 
-def _unplaced(state: ClusterState) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
+def _unplaced(
+    state: ClusterState, limits: Limits
+) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
     """What the scheduler has yet to write, as its next pass will decide it.
 
     Returns the unplaced replicas and why (no node, or no address), and for assigned
     containers whose spec is about to change: the generation being rolled out and,
     when the update cannot get an address, why it is stuck (the old spec keeps running).
     """
-    decided = plan(state.services, state.networks, state.nodes, state.assignments)
+    decided = plan(state.services, state.networks, state.nodes, state.assignments, limits)
     book = AddressBook.of(state.allocations)
     vnis = state.vnis.assignments()
     pending = dict(decided.pending)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from berth import keyspace
 from berth.errors import TemporaryError
 from berth.etcd import Etcd3Client, Listing, txn
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerSpec
 from berth.retry import Backoff
 from controller import vni
@@ -62,8 +63,9 @@ class _Write:
 
 
 class Scheduler:
-    def __init__(self, etcd: Etcd3Client) -> None:
+    def __init__(self, etcd: Etcd3Client, limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
+        self.limits = limits
         self._wake = asyncio.Event()
         self.passes = 0
         self.last_plan: Plan | None = None
@@ -136,7 +138,10 @@ class Scheduler:
         if await vni.reconcile(self._etcd, state.networks, state.network_revisions,
                                state.vnis):
             state = await read_state(self._etcd)
-        decided = plan(state.services, state.networks, state.nodes, state.assignments)
+        decided = plan(state.services, state.networks, state.nodes, state.assignments,
+                       self.limits)
+        for service, reason in sorted(decided.invalid.items()):
+            log.warning("service %s is invalid and skipped: %s", service, reason)
         writer = _PassWriter(self._etcd, state, decided)
         lost = await writer.write_all()
         for container, reason in sorted(decided.pending.items()):

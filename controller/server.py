@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from berth.errors import BerthError, UserError
 from berth.etcd import Etcd3Client
+from berth.limits import DEFAULT_LIMITS, Limits
 from controller import getters, proxy, store
 from controller.errors import grpc_status
 from controller.images import ImageStore, read_chunks
@@ -47,10 +48,12 @@ def _results(items: list[store.Applied]) -> list[controller_pb2.AppliedObject]:
 
 
 class ControllerService(controller_pb2_grpc.ControllerServicer):
-    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None) -> None:
+    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
         self._images = images
         self._scheduler = scheduler
+        self._limits = limits
 
     async def Apply(
         self, request: controller_pb2.ApplyRequest, context: Context
@@ -58,7 +61,8 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         try:
             text = _decode(request.source, request.manifest)
             applied, revision = await store.apply(self._etcd, request.source or "manifest",
-                                                  text, dry_run=request.dry_run)
+                                                  text, dry_run=request.dry_run,
+                                                  limits=self._limits)
         except Exception as exc:
             await _status(context, exc)
         if self._scheduler is not None and not request.dry_run:
@@ -86,7 +90,8 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         self, request: controller_pb2.GetRequest, context: Context
     ) -> controller_pb2.GetResponse:
         try:
-            return getters.get(await read_state(self._etcd), request.kind, request.name)
+            return getters.get(await read_state(self._etcd), request.kind, request.name,
+                               self._limits)
         except Exception as exc:
             await _status(context, exc)
 
@@ -150,10 +155,16 @@ class RunningServer:
 
 async def start_server(
     etcd: Etcd3Client, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
+    limits: Limits | None = None,
 ) -> RunningServer:
-    """Bind ``listen`` (``HOST:0`` picks a free port) and start serving."""
+    """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
+
+    ``limits`` default to the scheduler's, so Get explains pending containers as it does.
+    """
     server = grpc.aio.server()
-    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler)
+    if limits is None:
+        limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
+    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
     controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
         service, server)
     health_servicer = AioHealthServicer()

@@ -14,6 +14,15 @@ guards the whole service range (no service key written after the read), not only
 the services it saw: otherwise an Apply creating a new service on the network
 could commit in between and leave that service attached to nothing.
 
+Parsing runs on a worker thread (asyncio.to_thread): berth.yamlsafe bounds its work, and
+the event loop keeps answering Get and the scheduler meanwhile. Limits (max replicas,
+name lengths) come from the controller's flags (berth.limits).
+
+A new network's subnet must not overlap any Ready node's own addresses or non-default
+routes (NodeRecord.addresses/routes, reported by the agents): a container would take a
+host's address or hide a route. Nodes that join later with an overlapping address are
+the scheduler's business (placement.py keeps the network's containers off them).
+
 Overlay networks get their VNI (vni.py) in the Apply transaction that creates
 them (or that re-applies one found without a VNI) and lose it in the Delete
 transaction that removes them.
@@ -21,7 +30,9 @@ transaction that removes them.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +42,7 @@ from berth import keyspace
 from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
 from berth.etcd import Etcd3Client, KVMeta, Listing, txn
 from berth.etcd.model import prefix_range_end
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest import (
     Document,
     NetworkDocument,
@@ -38,9 +50,12 @@ from berth.manifest import (
     load_manifest,
     parse_document,
 )
+from berth.records import NodeRecord
 from controller import vni
 from controller.errors import InUseError
 from protos.etcd import rpc_pb2
+
+log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
 KINDS = {"service": "Service", "services": "Service", "svc": "Service",
@@ -109,10 +124,11 @@ def _retrying() -> AsyncRetrying:
 
 
 async def apply(
-    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False
+    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[Applied], int]:
     """Validate ``text`` and write every document, or nothing. Returns results and revision."""
-    docs = load_manifest(source, text)
+    docs = await asyncio.to_thread(load_manifest, source, text, limits)
     async for attempt in _retrying():
         with attempt:
             return await _apply_once(etcd, source, docs, dry_run)
@@ -138,6 +154,10 @@ async def _apply_once(
             networks[name] = doc
     results: list[Applied] = []
     puts: list[txn.Op] = []
+    new_networks = [d for d, k in zip(docs, keys, strict=True)
+                    if isinstance(d, NetworkDocument) and current[k].value is None]
+    if new_networks:
+        await _check_underlay(etcd, source, new_networks)
     for doc, key in zip(docs, keys, strict=True):
         _check_references(source, doc, networks)
         body = doc.to_json()
@@ -197,6 +217,33 @@ def _check_references(source: str, doc: Document, networks: dict[str, NetworkDoc
                                 f"of {subnet} (network {name})")
 
 
+async def _check_underlay(
+    etcd: Etcd3Client, source: str, networks: Sequence[NetworkDocument]
+) -> None:
+    """Refuse a new network whose subnet collides with a Ready node's addresses or routes.
+
+    An existing network is not re-checked: its containers already run, and a node that
+    joined since is kept free of it by the scheduler.
+    """
+    # macvlan (not implemented yet) will be the exception: it may share its parent
+    # interface's LAN subnet, with IPAM skipping the nodes' addresses and the gateway.
+    listing = await etcd.get_prefix(keyspace.NODES)
+    nodes = []
+    for value, meta in listing.items:
+        try:
+            nodes.append(NodeRecord.loads(value))
+        except ValueError as exc:
+            log.warning("skipping unreadable node record %s: %s", meta.key, exc)
+    for doc in networks:
+        subnet = doc.spec.network()
+        for node in sorted(nodes, key=lambda n: n.name):
+            clash = node.overlap(subnet)
+            if clash is not None:
+                raise ManifestError(
+                    f"{source}: Network/{doc.name}: spec.subnet: {subnet} overlaps {clash}; "
+                    "pick a range that no node uses")
+
+
 def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> None:
     # Addresses already handed out and VXLAN state on every host depend on these;
     # Docker treats networks as immutable for the same reason.
@@ -221,8 +268,12 @@ async def delete(
 
 
 async def delete_manifest(etcd: Etcd3Client, source: str, text: str) -> list[Applied]:
-    """``delete -f``: every document of the file; absent ones are reported, not errors."""
-    docs = load_manifest(source, text)
+    """``delete -f``: every document of the file; absent ones are reported, not errors.
+
+    Without the replica and name limits: a file applied under larger limits (or before
+    them) must still be deletable.
+    """
+    docs = await asyncio.to_thread(load_manifest, source, text, None)
     return await delete(etcd, [(d.kind, d.name) for d in docs], must_exist=False)
 
 
