@@ -24,7 +24,7 @@ from agent.dns import DnsServer, Records, Upstream
 from agent.imagestream import load_stream
 from agent.network import NetworkManager
 from agent.reconcile import Reconciler
-from agent.registration import Registration, node_record
+from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
 from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
@@ -130,7 +130,9 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     underlay = await _underlay(cfg)
     async with etcd:
         server = await _serve(cfg, runtime)
-        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen, mtu=underlay.mtu)
+        addresses, routes = await host_prefixes()
+        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen, mtu=underlay.mtu,
+                             addresses=addresses, routes=routes)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
         network = _network(cfg, etcd, underlay)
