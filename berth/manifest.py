@@ -72,8 +72,9 @@ _MODELS: tuple[type[BaseModel], ...] = (
 def check_size(source: str, size: int) -> None:
     """Refuse a manifest of ``size`` bytes over MAX_MANIFEST_BYTES (clusterctl and controller)."""
     if size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{_one_line(source)}: manifest is {_mib(size)}, more than the "
-                            f"limit of {_mib(MAX_MANIFEST_BYTES)}; split it into several files")
+        raise ManifestError(f"{_one_line(source)}: manifest is {size} bytes, more than the "
+                            f"limit of {MAX_MANIFEST_BYTES} bytes (1 MiB); split it into "
+                            "several files")
 
 
 def load_manifest(
@@ -250,10 +251,6 @@ def _got(value: object) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MiB".replace(".0 MiB", " MiB")
 
 
 def _budget_problem(exc: yamlsafe.BudgetError) -> str:

@@ -8,6 +8,7 @@ only ``main`` exits.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 
 from berth.errors import UserError
+from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
 from clusterctl.client import CtlError, connect
 from clusterctl.lab_cli import lab_app
@@ -67,10 +69,15 @@ def _kind(word: str) -> str:
 
 
 def _read(path: Path) -> bytes:
+    """A manifest's bytes; one over the size limit is refused before it is read or sent."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise CtlError(f"{path}: {exc.strerror}") from exc
+    check_size(str(path), max(size, len(data)))     # a pipe has no size: count what came
+    return data
 
 
 @app.callback()
