@@ -10,7 +10,7 @@ import pytest
 
 from berth import yamlsafe
 from berth.errors import ManifestError
-from berth.limits import Limits
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest import MAX_MANIFEST_BYTES, ServiceDocument, check_size, load_manifest
 
 SERVICE = """\
@@ -39,7 +39,7 @@ def billion_laughs(field: str = "command") -> str:
             f"\n  {field}: *l8\n")
 
 
-def error_of(text: str, limits: Limits | None = Limits()) -> str:
+def error_of(text: str, limits: Limits | None = DEFAULT_LIMITS) -> str:
     with pytest.raises(ManifestError) as info:
         load_manifest("app.yaml", text, limits)
     message = str(info.value)
