@@ -7,7 +7,7 @@ lease works the same way). Called by agent.main; runs until cancelled.
 The record carries the node's own IPv4 addresses and non-default routes
 (``host_prefixes``) so that the controller can refuse a container subnet that would
 collide with them. Devices berth creates itself are left out (their names start with
-BERTH_DEVICE_PREFIXES); so are loopback, the default route and the kernel's local table.
+BERTH_DEVICE); so are loopback, the default route and the kernel's local table.
 They are read once at start-up: a host that changes its addressing restarts its agent.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -31,14 +32,14 @@ from netplugins.netlink import kernel, route_socket
 log = logging.getLogger(__name__)
 
 # The overlay's bridge "bo-<vni>" and VXLAN "vx-<vni>" (netplugins/overlay/devices.py) and
-# its host veths "vo<hash>" (netplugins/overlay/driver.py). A unit test pins them together.
-BERTH_DEVICE_PREFIXES = ("bo-", "vx-", "vo")
+# its host veths "vo<11 hex>" (netplugins/overlay/driver.py). A unit test pins them together.
+BERTH_DEVICE = re.compile(r"(bo|vx)-[0-9]{1,8}|vo[0-9a-f]{11}")
 IFF_LOOPBACK = 0x8
 MAIN_TABLE = 254
 
 
 def is_berth_device(name: str) -> bool:
-    return name.startswith(BERTH_DEVICE_PREFIXES)
+    return BERTH_DEVICE.fullmatch(name) is not None
 
 
 async def host_prefixes(

@@ -18,5 +18,6 @@ def test_every_device_the_overlay_creates_counts_as_berth_s() -> None:
 
 
 def test_host_devices_do_not_count() -> None:
-    for name in ("eth0", "ens3", "docker0", "wg0", "br0", "lo", "virbr0"):
+    for name in ("eth0", "ens3", "docker0", "wg0", "br0", "lo", "virbr0", "vo", "bo-x",
+                 "vxlan0", "voip0"):
         assert not is_berth_device(name)
