@@ -122,9 +122,13 @@ class BoundedLoader(yaml.SafeLoader):
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError) as exc:
-            # YAML's own checks raise ConstructorError (a YAMLError); only the
-            # conversions into Python's types (int(), date()) land here.
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            # YAML's own checks raise ConstructorError (a YAMLError). Everything else is
+            # the input too: int() of 5000 digits, a 2001-02-30 date, and PyYAML's
+            # constructors assuming an explicit tag's value matches its pattern
+            # ("!!int " indexes an empty string, "!!timestamp x" reads a failed match).
             problem = str(exc).splitlines()[0] if str(exc) else "invalid value"
             raise ConstructorError(None, None, f"cannot read value: {problem}",
                                    node.start_mark) from exc
