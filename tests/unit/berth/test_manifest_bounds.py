@@ -181,3 +181,24 @@ def test_source_with_a_newline_stays_one_line() -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest("evil\nname.yaml", "kind: [")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("[" * 10_000, "nested deeper than 64 levels"),
+     ("- " * 10_000, "nested deeper than 64 levels"),
+     ("&a [*a]", "recursive structures are not allowed"),
+     (billion_laughs(), "more than 100000 nodes once aliases are expanded"),
+     ("x: !!int ", "cannot read value")],
+    ids=["flow", "block", "recursive", "laughs", "empty-int"],
+)
+@pytest.mark.parametrize("loader", [yamlsafe.PyBoundedLoader, yamlsafe.BoundedLoader],
+                         ids=["python", "default"])
+def test_both_parsers_keep_the_budget(
+    loader: type[yamlsafe.PyBoundedLoader], text: str, problem: str
+) -> None:
+    import yaml
+
+    with pytest.raises(yaml.YAMLError) as info:
+        yamlsafe.load_all(text, loader)
+    assert problem in str(info.value)
