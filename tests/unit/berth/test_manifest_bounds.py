@@ -202,3 +202,13 @@ def test_both_parsers_keep_the_budget(
     with pytest.raises(yaml.YAMLError) as info:
         yamlsafe.load_all(text, loader)
     assert problem in str(info.value)
+
+
+def test_deeply_nested_stored_json_is_a_manifest_error() -> None:
+    from berth.manifest import parse_document
+
+    stored = ('{"apiVersion":"berth/v1","kind":"Service","metadata":{"name":"w"},'
+              '"spec":{"image":"b","env":' + "[" * 10_000 + "]" * 10_000 + "}}")
+    with pytest.raises(ManifestError) as info:
+        parse_document("Service", stored)
+    assert "recursion limit exceeded" in str(info.value) and "\n" not in str(info.value)
