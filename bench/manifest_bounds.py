@@ -2,7 +2,7 @@
 pays meanwhile, against a baseline Get on an idle controller (same run, same lab).
 
 Cases, each refused by a bound (docs/limits.md):
-- ``laughs``: the 446-byte billion-laughs file (10^9 strings once expanded), refused by
+- ``laughs``: a 481-byte billion-laughs file (10^9 strings once expanded), refused by
   the alias budget. The review saw the old controller spend ~9 s on it with its event
   loop blocked, so a concurrent ``get nodes`` waited as long.
 - ``deep``: 10,000 levels of flow nesting, refused by the depth bound.
