@@ -44,8 +44,8 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-MAX_MANIFEST_BYTES = 1024 * 1024    # Kubernetes stores objects of at most ~1.5 MiB
-MAX_DEPTH = 64                      # a manifest needs 6; Kubernetes' decoder allows 10,000
+MAX_MANIFEST_BYTES = 1024 * 1024    # under etcd's default 1.5 MiB request limit
+MAX_DEPTH = 64                      # a berth manifest needs about 6
 MAX_ALIASES = 1000                  # alias references per document
 MAX_NODES = 100_000                 # nodes per document, counting every alias expansion
 LIBYAML_DEPTH_PROBLEM = "exceeded maximum nesting depth"
