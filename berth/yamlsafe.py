@@ -15,7 +15,8 @@ deadline is needed:
   (validation, JSON dumps). So each node is charged its *expanded* size: one for itself
   plus its children, and an alias is charged the full expanded size of its anchor. Merge
   keys (``<<: *a``) are aliases too, so they are charged the same way. The total per
-  document, and the number of alias references, are capped.
+  document, and the number of alias references, are capped. Scalar text is charged the
+  same way: a thousand aliases of one 500 KB string are 500 MB once stored as JSON.
 - Depth. The composer, pydantic and ``json`` all recurse per level; at 10,000 levels
   Python raises RecursionError. Depth is counted while composing and refused at
   MAX_DEPTH, far below any recursion limit.
@@ -38,7 +39,7 @@ import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
@@ -48,6 +49,7 @@ MAX_MANIFEST_BYTES = 1024 * 1024    # under etcd's default 1.5 MiB request limit
 MAX_DEPTH = 64                      # a berth manifest needs about 6
 MAX_ALIASES = 1000                  # alias references per document
 MAX_NODES = 100_000                 # nodes per document, counting every alias expansion
+MAX_EXPANDED_CHARS = MAX_MANIFEST_BYTES   # scalar text per document, the same way
 LIBYAML_DEPTH_PROBLEM = "exceeded maximum nesting depth"
 
 
@@ -69,11 +71,12 @@ class _Budget(Composer, SafeConstructor, Resolver):
         self._depth = 0
         self._nodes = 0
         self._aliases = 0
-        self._sizes: dict[int, int] = {}     # id(anchored node) -> expanded size
+        self._bytes = 0                      # scalar characters, counting alias expansions
+        self._sizes: dict[int, tuple[int, int]] = {}   # id(anchored node) -> (nodes, bytes)
         self._keep: list[Node] = []          # keeps ids in _sizes unique for the document
 
     def compose_document(self) -> Node | None:
-        self._nodes = self._aliases = 0
+        self._nodes = self._aliases = self._bytes = 0
         self._sizes.clear()
         self._keep.clear()
         node: Node | None = super().compose_document()
@@ -86,15 +89,17 @@ class _Budget(Composer, SafeConstructor, Resolver):
         if self._depth >= MAX_DEPTH:
             raise BudgetError(None, None, f"nested deeper than {MAX_DEPTH} levels",
                               event.start_mark)
-        start = self._nodes
-        self._charge(1, event.start_mark)
+        start = (self._nodes, self._bytes)
+        self._charge(1, 0, event.start_mark)
         self._depth += 1
         try:
             node: Node | None = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if isinstance(node, ScalarNode):
+            self._charge(0, len(node.value), event.start_mark)
         if node is not None and getattr(event, "anchor", None) is not None:
-            self._sizes[id(node)] = self._nodes - start
+            self._sizes[id(node)] = (self._nodes - start[0], self._bytes - start[1])
             self._keep.append(node)
         return node
 
@@ -113,15 +118,19 @@ class _Budget(Composer, SafeConstructor, Resolver):
         if self._aliases > MAX_ALIASES:
             raise BudgetError(None, None, f"more than {MAX_ALIASES} alias references",
                               event.start_mark)
-        self._charge(size, event.start_mark)
+        self._charge(*size, event.start_mark)
         self.get_event()
         return node
 
-    def _charge(self, count: int, mark: Any) -> None:
-        self._nodes += count
+    def _charge(self, nodes: int, chars: int, mark: Any) -> None:
+        self._nodes += nodes
+        self._bytes += chars
         if self._nodes > MAX_NODES:
             raise BudgetError(None, None, f"more than {MAX_NODES} nodes once aliases are "
                               "expanded", mark)
+        if self._bytes > MAX_EXPANDED_CHARS:
+            raise BudgetError(None, None, f"more than {MAX_EXPANDED_CHARS} characters of "
+                              "values once aliases are expanded", mark)
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:

@@ -58,6 +58,9 @@ from protos.etcd import rpc_pb2
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
+# All of one Apply goes into one etcd transaction, and etcd refuses requests over 1.5 MiB
+# by default (--max-request-bytes). Keys, compares and VNI writes need the rest.
+MAX_STORED_BYTES = 1024 * 1024
 KINDS = {"service": "Service", "services": "Service", "svc": "Service",
          "network": "Network", "networks": "Network", "net": "Network"}
 
@@ -168,6 +171,7 @@ async def _apply_once(
         results.append(Applied(doc.kind, doc.name, action))
         if action != "unchanged":
             puts.append(txn.put(key, body))
+    _check_stored_size(source, docs, puts)
     if dry_run:
         return results, revision
     # A new overlay network gets its VNI in the same transaction: it never exists without one.
@@ -215,6 +219,20 @@ def _check_references(source: str, doc: Document, networks: dict[str, NetworkDoc
         if ip not in subnet or ip in reserved:
             raise ManifestError(f"{where}.{name}.ip: {ip} is not a free host address "
                                 f"of {subnet} (network {name})")
+
+
+def _check_stored_size(source: str, docs: Sequence[Document], puts: Sequence[txn.Op]) -> None:
+    """Refuse a file whose stored JSON would not fit in one etcd transaction.
+
+    The YAML bounds keep it near the file's size, but JSON escapes non-ASCII text
+    (``\\u00e9`` for a two-byte ``é``), so a file under 1 MiB can store more.
+    """
+    total = sum(len(op.value) for op in puts if isinstance(op, txn.Put))
+    if total > MAX_STORED_BYTES:
+        largest = max(docs, key=lambda d: len(d.to_json()))
+        raise ManifestError(
+            f"{source}: {largest.kind}/{largest.name}: the file's stored form is {total} "
+            f"bytes, more than the limit of {MAX_STORED_BYTES}; split it into several files")
 
 
 async def _check_underlay(

@@ -262,3 +262,14 @@ async def test_refused_apply_leaves_etcd_unchanged(
         details = exc.details() or ""
         assert details.startswith("app.yaml: ") and "\n" not in details, details
         assert await cluster.snapshot() == before
+
+
+async def test_file_whose_stored_form_cannot_fit_one_transaction_is_refused(
+    cluster: Cluster,
+) -> None:
+    await cluster.apply(NETWORK)
+    # 800 KB of text, stored as 2.4 MB of JSON escapes: over etcd's request limit.
+    text = SERVICE + "  env: {NAME: '" + "é" * 400_000 + "'}\n"
+    details = await cluster.refused(text)
+    assert details.startswith("app.yaml: Service/web: the file's stored form is ")
+    assert "more than the limit of 1048576; split it into several files" in details

@@ -212,3 +212,9 @@ def test_deeply_nested_stored_json_is_a_manifest_error() -> None:
     with pytest.raises(ManifestError) as info:
         parse_document("Service", stored)
     assert "recursion limit exceeded" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_aliases_of_a_long_string_are_charged_their_length() -> None:
+    text = (SERVICE + "  x-s: &s " + "x" * 500_000 + "\n  command: [" +
+            ", ".join(["*s"] * 1000) + "]\n")
+    assert "more than 1048576 characters of values once aliases are expanded" in error_of(text)
