@@ -154,8 +154,10 @@ def plan(
     """Derive this pass's actions; ``nodes`` holds only Ready nodes."""
     result = Plan()
     for name, svc in services.items():
-        if svc.doc.spec.replicas > limits.max_replicas:
-            result.invalid[name] = (f"replicas {svc.doc.spec.replicas} is more than the "
+        replicas = svc.doc.spec.replicas
+        if replicas > limits.max_replicas:
+            shown = replicas if replicas.bit_length() <= 64 else "of more than 20 digits"
+            result.invalid[name] = (f"replicas {shown} is more than the "
                                     f"maximum of {limits.max_replicas} (--max-replicas); "
                                     "its containers are left as they are")
     load: Counter[str] = Counter({name: 0 for name in nodes})
