@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from berth import keyspace
+from berth import grpcopts, keyspace
 from berth.errors import NotFoundError
 from berth.etcd import Etcd3Client
 from berth.records import ContainerSpec, NodeRecord
@@ -48,7 +48,8 @@ async def exec_(
     etcd: Etcd3Client, request: common_pb2.ExecRequest
 ) -> AsyncIterator[common_pb2.ExecOutput]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+    async with grpc.aio.insecure_channel(node.agent_addr,
+                                         options=grpcopts.channel_options()) as channel:
         call = agent_stub(channel).Exec(request)
         async for frame in _relay(call, node):
             yield frame
@@ -58,7 +59,8 @@ async def logs(
     etcd: Etcd3Client, request: common_pb2.LogsRequest
 ) -> AsyncIterator[common_pb2.LogEntry]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+    async with grpc.aio.insecure_channel(node.agent_addr,
+                                         options=grpcopts.channel_options()) as channel:
         call = agent_stub(channel).Logs(request)
         async for frame in _relay(call, node):
             yield frame
@@ -70,8 +72,8 @@ async def _relay(call: grpc.aio.UnaryStreamCall[object, T], node: NodeRecord) ->
             yield frame
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            raise NodeUnavailable(f"node {node.name}: agent at {node.agent_addr} is "
-                                  f"unreachable: {exc.details()}") from exc
+            raise NodeUnavailable(f"cannot reach the agent of node {node.name} at "
+                                  f"{node.agent_addr}: {exc.details()}") from exc
         raise AgentRejected(exc.details() or exc.code().name, exc.code()) from exc
     finally:
         call.cancel()   # the client went away: stop the agent side too
