@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import grpc
+from pydantic import ValidationError
 
 from berth import grpcopts, keyspace
-from berth.errors import NotFoundError
+from berth.errors import NotFoundError, PermanentError
 from berth.etcd import Etcd3Client
-from berth.records import ContainerSpec, NodeRecord
+from berth.records import ContainerSpec, NodeRecord, load_error
 from controller.errors import AgentRejected, NodeUnavailable
 from protos import agent_pb2_grpc, common_pb2
 
@@ -33,7 +34,11 @@ async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, Node
     listing = await etcd.get_prefix(keyspace.ASSIGN)
     for value, meta in listing.items:
         if keyspace.last_segment(meta.key) == container:
-            spec = ContainerSpec.loads(value)
+            try:
+                spec = ContainerSpec.loads(value)
+            except ValidationError as exc:
+                raise PermanentError(f'container "{container}": its assignment is invalid: '
+                                     f"{load_error(exc)}") from exc
             break
     else:
         raise NotFoundError(f'container "{container}" not found (not assigned to any node)')
@@ -41,7 +46,11 @@ async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, Node
     if raw is None:
         raise NodeUnavailable(f'container "{container}": node "{spec.node}" is not Ready '
                               "(its agent is down or lost its lease)")
-    return spec, NodeRecord.loads(raw)
+    try:
+        return spec, NodeRecord.loads(raw)
+    except ValidationError as exc:
+        raise PermanentError(f'container "{container}": the record of node "{spec.node}" '
+                             f"is invalid: {load_error(exc)}") from exc
 
 
 async def exec_(

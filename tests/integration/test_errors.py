@@ -153,3 +153,16 @@ async def test_oversized_manifest_is_one_line_from_clusterctl(
     result = await clusterctl(controller.address, "apply", "-f", str(big))
     assert result.code == 1, result
     assert result.one_line().startswith("Error: message too large: "), result.stderr
+
+
+async def test_image_load_to_an_unreachable_agent_exits_6(
+    controller: Controller, tmp_path: Path
+) -> None:
+    from berth.busybox import build_busybox_image
+
+    agent = await _assign_to_dead_agent(controller.etcd)
+    archive = build_busybox_image(tmp_path / "busybox.tar")
+    result = await clusterctl(controller.address, "image", "load", str(archive))
+    assert result.code == 6, result
+    assert f"node host1 at {agent}" in result.one_line() or (
+        f"agent at {agent}" in result.one_line()), result.stderr
