@@ -121,8 +121,8 @@ def _containers(state: ClusterState) -> list[object]:
                 ctr.networks[att.network].ip = att.ip
             ctr.networks[att.network].mac = att.mac
         out.append(ctr)
-    out += _removing(state, {c.name for c in out} | set(pending))
     out += _invalid_containers(state, bad_status)
+    out += _removing(state, {c.name for c in out} | set(pending))
     for name, reason in pending.items():
         service = name.rsplit("-", 1)[0]
         image = state.services[service].doc.spec.image if service in state.services else ""
