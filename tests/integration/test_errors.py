@@ -75,15 +75,21 @@ async def controller(etcd_server: EtcdServer, tmp_path: Path) -> AsyncIterator[C
             await running.stop(grace=None)
 
 
-async def test_etcd_down_names_etcd_and_exits_5(controller: Controller) -> None:
+GOOD = "apiVersion: berth/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: busybox:latest}\n"
+
+
+async def test_etcd_down_names_etcd_and_exits_5(controller: Controller, tmp_path: Path) -> None:
     assert (await clusterctl(controller.address, "get", "nodes")).code == 0
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(GOOD)
     controller.etcd_server.stop()
-    result = await clusterctl(controller.address, "get", "nodes")
-    line = result.one_line()
-    assert result.code == 5, result
-    assert line.startswith(
-        f"Error: the controller cannot reach etcd at {controller.etcd_server.endpoint}: "), line
-    assert "cannot reach the controller" not in line
+    for verb in (["get", "nodes"], ["apply", "-f", str(manifest)], ["delete", "service", "web"]):
+        result = await clusterctl(controller.address, *verb)
+        line = result.one_line()
+        assert result.code == 5, (verb, result)
+        assert line.startswith("Error: the controller cannot reach etcd at "
+                               f"{controller.etcd_server.endpoint}: "), line
+        assert "cannot reach the controller" not in line
 
 
 async def test_controller_unreachable_exits_4() -> None:
