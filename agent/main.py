@@ -28,6 +28,7 @@ from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
 from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
+from berth import grpcopts
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
@@ -50,7 +51,9 @@ class ImagePuller:
         if not self._controller:
             return
         try:
-            async with grpc.aio.insecure_channel(self._controller) as channel:
+            async with grpc.aio.insecure_channel(
+                self._controller, options=grpcopts.channel_options()
+            ) as channel:
                 stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
                 frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
                 await load_stream(self._runtime.images, frames, self._scratch)
@@ -59,7 +62,7 @@ class ImagePuller:
 
 
 async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpcopts.server_options())
     service = AgentService(runtime, cfg.state_dir / "tmp")
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -131,7 +134,7 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     async with etcd:
         server = await _serve(cfg, runtime)
         addresses, routes = await host_prefixes()
-        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen, mtu=underlay.mtu,
+        record = node_record(cfg.node, cfg.underlay_ip, cfg.advertise, mtu=underlay.mtu,
                              addresses=addresses, routes=routes)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")

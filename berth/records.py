@@ -11,9 +11,21 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ContainerState = Literal["pending", "created", "running", "exited", "failed", "unknown"]
+# "invalid": the agent cannot process the container's assignment at all (it does not
+# parse, or the runtime refuses the spec); retrying will not help until it changes.
+ContainerState = Literal[
+    "pending", "created", "running", "exited", "failed", "invalid", "unknown"
+]
+
+
+def load_error(exc: ValidationError) -> str:
+    """One line for a record that did not load: the first problem and where it is."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{first['msg']}{more}"
 
 
 class _Record(BaseModel):

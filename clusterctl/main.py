@@ -2,7 +2,9 @@
 
 Each command is a thin wrapper: parse flags, call the controller over gRPC (or
 the lab module), render. Errors become one line on stderr and a non-zero exit;
-only ``main`` exits.
+only ``main`` exits, with the code the error carries (clusterctl.client.ExitCode,
+listed in the README). ``exec`` and ``logs`` exit 125 for every berth failure, as
+docker does, so their own exit codes stay the command's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.console import Console
 from berth.errors import UserError
 from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
-from clusterctl.client import CtlError, connect
+from clusterctl.client import CtlError, ExitCode, connect
 from clusterctl.lab_cli import lab_app
 from clusterctl.waiting import wait_for_services
 from protos import common_pb2, controller_pb2
@@ -182,7 +184,7 @@ def exec_(
         code = _run(go())
     except CtlError as exc:
         _fail(exc)
-        raise typer.Exit(125) from exc
+        raise typer.Exit(ExitCode.BERTH_FAILED) from exc
     raise typer.Exit(code)
 
 
@@ -206,7 +208,11 @@ def logs(
                 stream.write(prefix + entry.line.decode(errors="replace") + "\n")
                 stream.flush()
 
-    _run(go())
+    try:
+        _run(go())
+    except CtlError as exc:
+        _fail(exc)
+        raise typer.Exit(ExitCode.BERTH_FAILED) from exc
 
 
 @image_app.command("load")
@@ -219,7 +225,7 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
     try:
         refs = _run(load_image(_state["controller"], file))
     except CtlError as exc:
-        raise CtlError(f"{file}: {exc}", berth_failed=exc.berth_failed) from exc
+        raise CtlError(f"{file}: {exc}", exit_code=exc.exit_code) from exc
     for ref in refs:
         out.print(f"Loaded image: {ref}")
 
@@ -227,13 +233,16 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
 def main() -> None:
     try:
         rc = app(standalone_mode=False)
+    except CtlError as exc:
+        _fail(exc)
+        sys.exit(exc.exit_code)
     except UserError as exc:
         _fail(exc)
-        sys.exit(1)
+        sys.exit(ExitCode.USER_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # click usage errors carry their own exit code
         import click
 

@@ -265,7 +265,10 @@ async def _check_underlay(
 def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> None:
     # Addresses already handed out and VXLAN state on every host depend on these;
     # Docker treats networks as immutable for the same reason.
-    old = parse_document("Network", old_raw)
+    try:
+        old = parse_document("Network", old_raw)
+    except ManifestError:
+        return      # replacing an invalid stored network is how it gets repaired
     assert isinstance(old, NetworkDocument)
     for name in ("driver", "subnet", "gateway"):
         before, after = getattr(old.spec, name), getattr(doc.spec, name)
@@ -315,7 +318,10 @@ async def _delete_once(
     for value, meta in services.items:
         if meta.key in doomed:
             continue
-        user = parse_document("Service", value)
+        try:
+            user = parse_document("Service", value)
+        except ManifestError:
+            continue    # an invalid stored service uses nothing (get shows it as Invalid)
         assert isinstance(user, ServiceDocument)
         for kind, name in refs:
             if kind == "Network" and name in user.spec.attachments():
