@@ -42,7 +42,7 @@ from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.records import ImageRecord, NodeRecord
 from controller.errors import AgentRejected, NodeUnavailable
 from controller.imagerefs import archive_refs, normalise_ref
-from controller.proxy import agent_stub
+from controller.proxy import agent_channel, agent_stub
 from protos import agent_pb2, common_pb2
 
 __all__ = ["ImageStore", "archive_refs", "normalise_ref", "read_chunks"]
@@ -199,7 +199,7 @@ def _one_line(text: str | None) -> str:
 
 
 async def _push_one(path: Path, node: NodeRecord) -> Pushed:
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+    async with agent_channel(node) as channel:
         stub = agent_stub(channel)
         try:
             resp = await stub.ImageLoad(read_chunks(path), timeout=PUSH_TIMEOUT)
@@ -216,7 +216,7 @@ async def _push_one(path: Path, node: NodeRecord) -> Pushed:
 async def _rollback(pushed: Pushed) -> None:
     """Untag what one node loaded; a failure is logged (the node re-pulls on demand)."""
     try:
-        async with grpc.aio.insecure_channel(pushed.node.agent_addr) as channel:
+        async with agent_channel(pushed.node) as channel:
             await agent_stub(channel).ImageRemove(
                 agent_pb2.ImageRemoveRequest(refs=list(pushed.refs)), timeout=ROLLBACK_TIMEOUT)
     except grpc.aio.AioRpcError as exc:

@@ -29,6 +29,11 @@ def agent_stub(channel: grpc.aio.Channel) -> Any:
     return agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
 
 
+def agent_channel(node: NodeRecord) -> grpc.aio.Channel:
+    """The one way the controller dials an agent: its advertised address, bounded messages."""
+    return grpc.aio.insecure_channel(node.agent_addr, options=grpcopts.channel_options())
+
+
 async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, NodeRecord]:
     """The container's assignment and its node; NOT_FOUND / UNAVAILABLE otherwise."""
     listing = await etcd.get_prefix(keyspace.ASSIGN)
@@ -57,8 +62,7 @@ async def exec_(
     etcd: Etcd3Client, request: common_pb2.ExecRequest
 ) -> AsyncIterator[common_pb2.ExecOutput]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr,
-                                         options=grpcopts.channel_options()) as channel:
+    async with agent_channel(node) as channel:
         call = agent_stub(channel).Exec(request)
         async for frame in _relay(call, node):
             yield frame
@@ -68,8 +72,7 @@ async def logs(
     etcd: Etcd3Client, request: common_pb2.LogsRequest
 ) -> AsyncIterator[common_pb2.LogEntry]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr,
-                                         options=grpcopts.channel_options()) as channel:
+    async with agent_channel(node) as channel:
         call = agent_stub(channel).Logs(request)
         async for frame in _relay(call, node):
             yield frame
