@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from berth import kinds
 from berth.errors import UserError
 from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
@@ -40,14 +41,6 @@ app.add_typer(image_app, name="image")
 err = Console(stderr=True)
 # Piped output (scripts, tests) must not be cut to 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=250)
-KINDS = ("nodes", "networks", "services", "containers")
-_ALIASES = {k[:-1]: k for k in KINDS} | {
-    "node": "nodes",
-    "no": "nodes",
-    "svc": "services",
-    "net": "networks",
-    "ctr": "containers",
-}
 _state: dict[str, str | None] = {"controller": None}
 
 ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
@@ -64,9 +57,9 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _kind(word: str) -> str:
-    kind = _ALIASES.get(word.lower(), word.lower())
-    if kind not in KINDS:
-        raise CtlError(f"unknown kind {word!r} (expected one of: {', '.join(KINDS)})")
+    kind = kinds.resource(word)
+    if kind is None:
+        raise CtlError(f"unknown kind {word!r} (expected one of: {', '.join(kinds.RESOURCES)})")
     return kind
 
 

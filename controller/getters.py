@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from berth import keyspace
+from berth import keyspace, kinds
 from berth.errors import NotFoundError, UserError
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerStatus
@@ -29,16 +29,11 @@ from controller.placement import plan
 from controller.state import ClusterState
 from protos import controller_pb2
 
-KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes",
-         "service": "services", "services": "services", "svc": "services",
-         "container": "containers", "containers": "containers", "ctr": "containers",
-         "network": "networks", "networks": "networks", "net": "networks"}
-
 
 def get(
     state: ClusterState, kind: str, name: str = "", limits: Limits = DEFAULT_LIMITS
 ) -> controller_pb2.GetResponse:
-    canonical = KINDS.get(kind.lower())
+    canonical = kinds.resource(kind)
     if canonical is None:
         raise UserError(f'unknown kind "{kind}" (expected nodes, services, containers '
                         "or networks)")

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from berth import keyspace
+from berth import keyspace, kinds
 from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
 from berth.etcd import Etcd3Client, KVMeta, Listing, txn
 from berth.etcd.model import prefix_range_end
@@ -61,8 +61,6 @@ ATTEMPTS = 5
 # All of one Apply goes into one etcd transaction, and etcd refuses requests over 1.5 MiB
 # by default (--max-request-bytes). Keys, compares and VNI writes need the rest.
 MAX_STORED_BYTES = 1024 * 1024
-KINDS = {"service": "Service", "services": "Service", "svc": "Service",
-         "network": "Network", "networks": "Network", "net": "Network"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class _RangeUnchanged(txn.Compare):
 
 def canonical_kind(kind: str) -> str:
     """``service``/``services``/``Service`` -> ``Service``; UserError for anything else."""
-    found = KINDS.get(kind.lower())
+    found = kinds.declared_kind(kind)
     if found is None:
         raise UserError(f'cannot delete kind "{kind}" (expected service or network)')
     return found
