@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from agent.hooks import ContainerHooks
 from agent.ownership import delete_own, written_by
-from agent.plan import Action, Actual, Verb, plan
+from agent.plan import Action, Actual, Step, plan
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
@@ -177,19 +177,19 @@ class Reconciler:
                 self._refused[name] = (action.spec, str(exc))
                 await self._write_status(self._invalid_status(action.spec))
             except Exception as exc:
-                log.exception("container %s: %s failed", name, action.verb.value)
+                log.exception("container %s: %s failed", name, action.step.value)
                 if action.spec is not None:
                     self._note_failure(name, exc)
                     await self._write_status(self._failed_status(action.spec))
 
     async def _act(self, action: Action, have: ContainerSpec | None) -> None:
-        if action.verb is Verb.DELETE:
+        if action.step is Step.DELETE:
             await self._delete(action.name, have)
             return
         assert action.spec is not None
-        if action.verb is Verb.RECREATE:
+        if action.step is Step.RECREATE:
             await self._delete(action.name, have, keep_status=True)
-        if action.verb in (Verb.CREATE, Verb.RECREATE):
+        if action.step in (Step.CREATE, Step.RECREATE):
             refused = self._refused.get(action.name)
             if refused is not None and refused[0] == action.spec:
                 await self._write_status(self._invalid_status(action.spec))

@@ -50,8 +50,9 @@ class Attachment:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
-    """A network as the drivers need it; built by the agent from the Network manifest."""
+class NetConf:
+    """A network as the drivers need it (CNI calls it the network configuration); built by
+    the agent from the Network manifest, whose model is berth.manifest.NetworkSpec."""
 
     name: str
     driver: str
@@ -115,15 +116,15 @@ class Driver(Protocol):
     """The CNI verbs. Implementations must be safe to call concurrently for different
     containers; the agent serialises calls for one container."""
 
-    async def add(self, att: Attachment, net: NetworkSpec) -> AttachResult:
+    async def add(self, att: Attachment, net: NetConf) -> AttachResult:
         """Create the interface; undo every partial step if any step fails."""
         ...
 
-    async def check(self, att: Attachment, net: NetworkSpec, prev: AttachResult) -> None:
+    async def check(self, att: Attachment, net: NetConf, prev: AttachResult) -> None:
         """Raise CheckFailedError naming what differs from ``prev``; return if all is in place."""
         ...
 
-    async def delete(self, att: Attachment, net: NetworkSpec, prev: AttachResult | None) -> None:
+    async def delete(self, att: Attachment, net: NetConf, prev: AttachResult | None) -> None:
         """Remove what ADD made. Idempotent and best-effort: missing pieces are not errors."""
         ...
 

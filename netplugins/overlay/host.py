@@ -57,7 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from berth.retry import Backoff
-from netplugins.contract import HostContext, NetworkSpec, Peer, PeerSource
+from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.netlink import link_index, route_socket
 from netplugins.overlay.devices import (
     ensure_devices,
@@ -84,7 +84,7 @@ class OverlayHost:
 
     def __init__(
         self,
-        net: NetworkSpec,
+        net: NetConf,
         ctx: HostContext,
         *,
         resync_interval: float = 30.0,
@@ -98,7 +98,7 @@ class OverlayHost:
         self._lock = asyncio.Lock()
 
     @property
-    def network(self) -> NetworkSpec:
+    def network(self) -> NetConf:
         return self._net
 
     async def ensure(self) -> None:
