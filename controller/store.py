@@ -50,6 +50,7 @@ from berth.manifest import (
     load_manifest,
     parse_document,
 )
+from berth.netaddr import is_assignable
 from berth.records import NodeRecord
 from controller import vni
 from controller.errors import InUseError
@@ -210,12 +211,9 @@ def _check_references(source: str, doc: Document, networks: dict[str, NetworkDoc
         if doc.spec.replicas > 1:
             raise ManifestError(f"{where}.{name}.ip: a static ip needs replicas: 1 "
                                 f"(got {doc.spec.replicas})")
-        subnet, ip = net.spec.network(), ipaddress.IPv4Address(opts.ip)
-        reserved = {subnet.network_address, subnet.broadcast_address}
-        if net.spec.gateway:
-            reserved.add(ipaddress.IPv4Address(net.spec.gateway))
-        if ip not in subnet or ip in reserved:
-            raise ManifestError(f"{where}.{name}.ip: {ip} is not a free host address "
+        subnet = net.spec.network()
+        if not is_assignable(opts.ip, subnet, net.spec.gateway or ""):
+            raise ManifestError(f"{where}.{name}.ip: {opts.ip} is not a free host address "
                                 f"of {subnet} (network {name})")
 
 

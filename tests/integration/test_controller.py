@@ -147,11 +147,16 @@ async def test_dry_run_writes_nothing(cluster: Cluster) -> None:
          "(define it in this file or apply it first)"),
         (APP.replace("networks: [appnet]", "networks: {appnet: {ip: 10.42.1.5}}"),
          "app.yaml: Service/web: spec.networks.appnet.ip: a static ip needs replicas: 1 (got 2)"),
+        (APP.replace("replicas: 2", "replicas: 1").replace(
+            "networks: [appnet]", "networks: {appnet: {ip: 10.42.0.1}}"),
+         "app.yaml: Service/web: spec.networks.appnet.ip: 10.42.0.1 is not a free host "
+         "address of 10.42.0.0/24 (network appnet)"),
         (APP.replace("networks: [appnet]", "networks: [appnet, othernet]"),
          "app.yaml: Service/web: spec.networks.othernet: subnet 10.42.0.0/24 overlaps network "
          "appnet (10.42.0.0/24); a container cannot join both"),
     ],
     ids=["unsupported-field", "unknown-kind", "missing-network", "static-ip-many-replicas",
+         "static-ip-is-the-gateway",
          "overlapping-networks"],
 )
 async def test_bad_file_is_invalid_argument_and_writes_nothing(
