@@ -22,11 +22,8 @@ import grpc
 
 from berth import grpcopts
 from berth.errors import UserError
+from berth.rpcerrors import PART_KEY
 from protos import controller_pb2_grpc
-
-# Trailing-metadata key the controller sets on failures of a part behind it
-# (controller.errors.PART_KEY; clusterctl does not import controller code).
-PART_KEY = "berth-unreachable"
 
 
 class ExitCode(enum.IntEnum):

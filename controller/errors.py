@@ -1,6 +1,6 @@
-"""Controller errors and how each one reaches clusterctl as a gRPC status.
+"""Controller errors, and what clusterctl is told when one ends a call.
 
-    BerthError (berth.errors)
+    BerthError (berth.errors; codes from berth.rpcerrors, the one table)
     ├── UserError ─────────────── INVALID_ARGUMENT   bad manifest or request
     │   └── ManifestError                            ``FILE: DOC: PATH: problem``
     ├── TemporaryError ────────── UNAVAILABLE
@@ -13,25 +13,18 @@
         ├── EtcdError ─────────── INTERNAL           etcd refused a request (a bug or a bad setup)
         └── AgentRejected ─────── (the agent's code)  an agent refused a proxied request
 
-Anything else is a bug and becomes INTERNAL. Used by server.py; raised by store.py,
-proxy.py and images.py.
+``describe`` adds the unreachable part (etcd or agent) found anywhere in the
+``raise ... from`` chain; server.py applies it to every RPC with
+``berth.rpcerrors.maps_errors``. Raised by store.py, proxy.py and images.py.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from berth.errors import (
-    BerthError,
-    ConflictError,
-    NotFoundError,
-    PermanentError,
-    TemporaryError,
-    UserError,
-)
+from berth.errors import BerthError, PermanentError, TemporaryError
 from berth.etcd.errors import EtcdError, EtcdUnavailable
-
-PART_KEY = "berth-unreachable"
+from berth.rpcerrors import Status, one_line, status_code
 
 
 class NodeUnavailable(TemporaryError):
@@ -47,7 +40,7 @@ class AgentRejected(PermanentError):
 
     def __init__(self, message: str, code: grpc.StatusCode) -> None:
         super().__init__(message)
-        self.code = code
+        self.grpc_code = code
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -62,31 +55,15 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | Non
     return None
 
 
-def describe(exc: BerthError, etcd_endpoint: str) -> tuple[grpc.StatusCode, str, str]:
+def describe(exc: BerthError, etcd_endpoint: str) -> Status:
     """(status code, one-line details, unreachable part or "") for ``exc``."""
     etcd_down = _cause(exc, EtcdUnavailable)
     if etcd_down is not None:
         return (grpc.StatusCode.UNAVAILABLE,
-                f"the controller cannot reach etcd at {etcd_endpoint}: {etcd_down}", "etcd")
+                one_line(f"the controller cannot reach etcd at {etcd_endpoint}: {etcd_down}"),
+                "etcd")
     if _cause(exc, NodeUnavailable) is not None:
-        return grpc.StatusCode.UNAVAILABLE, str(exc), "agent"
-    return grpc_status(exc), str(exc), ""
-
-
-def grpc_status(exc: BerthError) -> grpc.StatusCode:
-    """The status code clusterctl sees for ``exc``; the details are ``str(exc)``."""
-    if isinstance(exc, UserError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, ConflictError):
-        return grpc.StatusCode.ABORTED
-    if isinstance(exc, TemporaryError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
+        return grpc.StatusCode.UNAVAILABLE, one_line(str(exc)), "agent"
     if isinstance(exc, EtcdError):
-        return grpc.StatusCode.INTERNAL
-    if isinstance(exc, AgentRejected):
-        return exc.code
-    if isinstance(exc, PermanentError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    return grpc.StatusCode.INTERNAL
+        return grpc.StatusCode.INTERNAL, one_line(str(exc)), ""
+    return status_code(exc), one_line(str(exc)), ""

@@ -170,7 +170,7 @@ class ImageStore:
         more = f" (and {len(failed) - 1} more nodes)" if len(failed) > 1 else ""
         message = f"{first}{more}; the image was not loaded on any node"
         if isinstance(first, AgentRejected):
-            raise AgentRejected(message, first.code) from first
+            raise AgentRejected(message, first.grpc_code) from first
         if isinstance(first, NodeUnavailable):
             raise NodeUnavailable(message) from first
         raise first

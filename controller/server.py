@@ -2,10 +2,11 @@
 
 Built by main.py; tests start it with ``start_server``. Each RPC delegates:
 Apply/Delete to store.py, Get to state.py + placement.py, Exec/Logs to
-proxy.py, ImageLoad/ImagePull to images.py. Errors become gRPC statuses in one
-place (``_status``, via controller.errors.describe) with a one-line message as the
-details, which clusterctl prints as is; a failure to reach etcd or an agent also says
-which part in the trailing metadata. Message sizes are bounded by berth.grpcopts.
+proxy.py, ImageLoad/ImagePull to images.py. Handlers raise; ``maps_errors`` (berth's
+one table, plus controller.errors.describe) turns errors into gRPC statuses with a
+one-line message as the details, which clusterctl prints as is; a failure to reach etcd
+or an agent also says which part in the trailing metadata. Message sizes are bounded by
+berth.grpcopts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,8 +24,9 @@ from berth import grpcopts
 from berth.errors import BerthError, UserError
 from berth.etcd import Etcd3Client
 from berth.limits import DEFAULT_LIMITS, Limits
+from berth.rpcerrors import Status, maps_errors
 from controller import getters, proxy, store
-from controller.errors import PART_KEY, describe
+from controller.errors import describe
 from controller.images import ImageStore, read_chunks
 from controller.scheduler import Scheduler
 from controller.state import read_state
@@ -37,24 +39,23 @@ SERVICE_NAME = "berth.v1.Controller"
 AioHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
 
-async def _status(context: Context, exc: Exception, etcd_endpoint: str) -> NoReturn:
-    if isinstance(exc, BerthError):
-        code, details, part = describe(exc, etcd_endpoint)
-        metadata = ((PART_KEY, part),) if part else ()
-        await context.abort(code, details, trailing_metadata=metadata)
-    log.exception("internal error", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-
-
 def _results(items: list[store.Applied]) -> list[controller_pb2.AppliedObject]:
     return [controller_pb2.AppliedObject(kind=i.kind, name=i.name, action=i.action)
             for i in items]
 
 
+def _describe(service: ControllerService, exc: BerthError) -> Status:
+    return describe(exc, service.etcd_endpoint)
+
+
+@maps_errors("controller", _describe)
 class ControllerService(controller_pb2_grpc.ControllerServicer):
+    """Each RPC delegates and raises; maps_errors turns what it raises into a status."""
+
     def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None,
                  limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
+        self.etcd_endpoint = etcd.endpoint
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
@@ -62,13 +63,10 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def Apply(
         self, request: controller_pb2.ApplyRequest, context: Context
     ) -> controller_pb2.ApplyResponse:
-        try:
-            text = _decode(request.source, request.manifest)
-            applied, revision = await store.apply(self._etcd, request.source or "manifest",
-                                                  text, dry_run=request.dry_run,
-                                                  limits=self._limits)
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        text = _decode(request.source, request.manifest)
+        applied, revision = await store.apply(self._etcd, request.source or "manifest",
+                                              text, dry_run=request.dry_run,
+                                              limits=self._limits)
         if self._scheduler is not None and not request.dry_run:
             self._scheduler.wake()
         return controller_pb2.ApplyResponse(objects=_results(applied), revision=revision)
@@ -76,67 +74,46 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def Delete(
         self, request: controller_pb2.DeleteRequest, context: Context
     ) -> controller_pb2.DeleteResponse:
-        try:
-            if request.manifest:
-                text = _decode(request.source, request.manifest)
-                deleted = await store.delete_manifest(self._etcd, request.source or "manifest",
-                                                      text)
-            elif request.kind and request.name:
-                kind = store.canonical_kind(request.kind)
-                deleted = await store.delete(self._etcd, [(kind, request.name)], must_exist=True)
-            else:
-                raise UserError("delete needs KIND and NAME, or a manifest")
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        if request.manifest:
+            text = _decode(request.source, request.manifest)
+            deleted = await store.delete_manifest(self._etcd, request.source or "manifest", text)
+        elif request.kind and request.name:
+            kind = store.canonical_kind(request.kind)
+            deleted = await store.delete(self._etcd, [(kind, request.name)], must_exist=True)
+        else:
+            raise UserError("delete needs KIND and NAME, or a manifest")
         return controller_pb2.DeleteResponse(objects=_results(deleted))
 
     async def Get(
         self, request: controller_pb2.GetRequest, context: Context
     ) -> controller_pb2.GetResponse:
-        try:
-            return getters.get(await read_state(self._etcd), request.kind, request.name,
-                               self._limits)
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        return getters.get(await read_state(self._etcd), request.kind, request.name,
+                           self._limits)
 
     async def Exec(
         self, request: common_pb2.ExecRequest, context: Context
     ) -> AsyncIterator[common_pb2.ExecOutput]:
-        try:
-            async for frame in proxy.exec_(self._etcd, request):
-                yield frame
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        async for frame in proxy.exec_(self._etcd, request):
+            yield frame
 
     async def Logs(
         self, request: common_pb2.LogsRequest, context: Context
     ) -> AsyncIterator[common_pb2.LogEntry]:
-        try:
-            async for frame in proxy.logs(self._etcd, request):
-                yield frame
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        async for frame in proxy.logs(self._etcd, request):
+            yield frame
 
     async def ImageLoad(
-        self, request_iterator: AsyncIterator[common_pb2.ImageChunk],
-        context: Context,
+        self, request_iterator: AsyncIterator[common_pb2.ImageChunk], context: Context,
     ) -> common_pb2.ImageLoadResponse:
-        try:
-            refs, digest = await self._images.load(request_iterator)
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        refs, digest = await self._images.load(request_iterator)
         return common_pb2.ImageLoadResponse(refs=refs, digest=str(digest))
 
     async def ImagePull(
-        self, request: controller_pb2.ImagePullRequest,
-        context: Context,
+        self, request: controller_pb2.ImagePullRequest, context: Context,
     ) -> AsyncIterator[common_pb2.ImageChunk]:
-        try:
-            path = await self._images.find(request.ref)
-            async for chunk in read_chunks(path):
-                yield chunk
-        except Exception as exc:
-            await _status(context, exc, self._etcd.endpoint)
+        path = await self._images.find(request.ref)
+        async for chunk in read_chunks(path):
+            yield chunk
 
 
 def _decode(source: str, raw: bytes) -> str:
