@@ -38,6 +38,7 @@ from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, wri
 from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
 from agent.runtime.execs import ExecProcess
 from agent.runtime.images import ImageStore
+from agent.runtime.logrotate import DEFAULT_LIMITS, ROTATE_INTERVAL, LogLimits, rotate
 from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
 from agent.runtime.process import wait_pid
@@ -89,13 +90,15 @@ class Runtime:
     """All containers of one node, under ``state_dir``, run by one OCI runtime."""
 
     def __init__(self, state_dir: Path, runtime_root: Path, cgroup_parent: str,
-                 runtime_bin: str = "runc", conmon_bin: str = "conmon") -> None:
+                 runtime_bin: str = "runc", conmon_bin: str = "conmon",
+                 log_limits: LogLimits = DEFAULT_LIMITS) -> None:
         self.state_dir = state_dir
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.runtime_root = runtime_root
         self.cgroup_parent = cgroup_parent
-        self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin)
+        self.log_limits = log_limits
+        self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin, log_limits.max_size)
         self.images = ImageStore(state_dir / "images")
         self._locks: dict[str, _NamedLock] = {}
 
@@ -336,12 +339,29 @@ class Runtime:
         )
         return ExecProcess(proc, log_path, pid_path)
 
+    def rotate_logs(self) -> None:
+        """One rotation pass over every container's log (blocking: run it in a thread).
+
+        It goes by directory, not by record, so containers adopted after a restart and
+        half-created ones are covered too.
+        """
+        try:
+            dirs = list(self.containers_dir.iterdir())
+        except FileNotFoundError:
+            return
+        for cdir in dirs:
+            rotate(cdir, self.log_limits)
+
+    async def rotate_logs_forever(self, interval: float = ROTATE_INTERVAL) -> None:
+        while True:
+            await asyncio.to_thread(self.rotate_logs)
+            await asyncio.sleep(interval)
+
     async def logs(self, name: str, tail: int = -1,
                    follow: bool = False) -> AsyncIterator[LogEntry]:
         record = self._record(name)
-        path = MonitorPaths(self._dir(name)).log
         async for entry in read_logs(
-            path, tail=tail, follow=follow,
+            self._dir(name), tail=tail, follow=follow,
             exited=lambda: not pid_alive(record.pid, record.pid_start),
         ):
             yield entry
