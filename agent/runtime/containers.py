@@ -38,7 +38,13 @@ from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, wri
 from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
 from agent.runtime.execs import ExecProcess
 from agent.runtime.images import ImageStore
-from agent.runtime.logrotate import DEFAULT_LIMITS, ROTATE_INTERVAL, LogLimits, rotate
+from agent.runtime.logrotate import (
+    DEFAULT_LIMITS,
+    ROTATE_INTERVAL,
+    LogLimits,
+    remove_logs,
+    rotate,
+)
 from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
 from agent.runtime.process import wait_pid
@@ -241,6 +247,7 @@ class Runtime:
                 asyncio.to_thread(rootfs.remove_rootfs, cdir),
             )
             await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
+            await asyncio.to_thread(remove_logs, cdir)
             await asyncio.to_thread(shutil.rmtree, cdir, True)
 
     @staticmethod

@@ -157,6 +157,18 @@ def rotate(directory: Path, limits: LogLimits = DEFAULT_LIMITS) -> None:
         request_reopen(directory)
 
 
+def remove_logs(directory: Path) -> None:
+    """Delete the container's log files; a pass after this finds nothing to do.
+
+    containers.Runtime.delete calls it before removing the directory, so that a pass
+    cannot link a hold file into a directory that is being removed.
+    """
+    with ROTATION_LOCK:
+        for path in [*log_files(directory), directory / HOLD_NAME]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
 def disk_usage(directory: Path) -> int:
     """Bytes the container's log files take, each inode counted once."""
     seen: dict[tuple[int, int], int] = {}

@@ -3,8 +3,8 @@
 - A 30 s log flood stays within the rotation limit (Docker's 20 MB x 5 defaults), and
   ``logs --tail`` during and after it returns the last lines without this process
   (which runs the runtime, as the agent does) growing.
-- A 500 MB exec read slowly through the agent's real gRPC server keeps this process
-  within 50 MB of its start.
+- A 500 MB exec read slowly through the controller's proxy and the agent's real gRPC
+  servers (both in this process) keeps this process within 50 MB of its start.
 - With a small limit, reading and following cross conmon's rotations exactly.
 """
 
@@ -31,9 +31,12 @@ from agent.runtime.logrotate import (
 )
 from agent.runtime.logs import LogEntry
 from agent.server import AgentService
+from berth import keyspace
 from berth.busybox import build_busybox_image
-from berth.records import ContainerSpec
-from protos import agent_pb2_grpc
+from berth.etcd.model import KVMeta, Listing
+from berth.records import ContainerSpec, NodeRecord
+from controller.server import ControllerService
+from protos import agent_pb2_grpc, controller_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -142,9 +145,9 @@ async def test_log_flood_stays_within_rotation_limit_and_tail_keeps_memory_flat(
 EXEC_BYTES = 500_000_000
 SLOW_CLIENT = """
 import sys, time, grpc
-from protos import agent_pb2_grpc, common_pb2
+from protos import common_pb2, controller_pb2_grpc
 with grpc.insecure_channel(sys.argv[1]) as channel:
-    stub = agent_pb2_grpc.AgentStub(channel)
+    stub = controller_pb2_grpc.ControllerStub(channel)
     request = common_pb2.ExecRequest(container="x", argv=["head", "-c", sys.argv[2], "/dev/zero"])
     total, code = 0, None
     for frame in stub.Exec(request):
@@ -156,19 +159,42 @@ print(total, code)
 """
 
 
-async def test_slow_exec_reader_keeps_agent_memory_bounded(rt: Runtime, tmp_path: Path) -> None:
+class _OneAssignment:
+    """The two etcd reads controller.proxy.locate makes: container "x" on node "n1"."""
+
+    def __init__(self, agent_addr: str) -> None:
+        self._spec = spec("x", "sleep", "3600")
+        self._node = NodeRecord(name="n1", address="192.0.2.1", agent_addr=agent_addr)
+
+    async def get_prefix(self, prefix: str) -> Listing:
+        meta = KVMeta(keyspace.assign("n1", "x"), 1, 1, 1, 0)
+        return Listing(items=((self._spec.dumps(), meta),), revision=1)
+
+    async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]:
+        return self._node.dumps(), None
+
+
+async def test_slow_exec_reader_keeps_agent_and_controller_memory_bounded(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    """A slow clusterctl reads 500 MB through the controller's proxy and the agent's API."""
     await rt.create(spec("x", "sleep", "3600"))
     await rt.start("x")
-    server = grpc.aio.server()
+    agent, controller = grpc.aio.server(), grpc.aio.server()
+    agent_addr = f"unix://{tmp_path}/agent.sock"
+    controller_addr = f"unix://{tmp_path}/controller.sock"
     agent_pb2_grpc.add_AgentServicer_to_server(  # type: ignore[no-untyped-call]
-        AgentService(rt, tmp_path / "scratch"), server)
-    address = f"unix://{tmp_path}/agent.sock"
-    server.add_insecure_port(address)
-    await server.start()
+        AgentService(rt, tmp_path / "scratch"), agent)
+    service = ControllerService(_OneAssignment(agent_addr), None, None)  # type: ignore[arg-type]
+    controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
+        service, controller)
+    for server, address in ((agent, agent_addr), (controller, controller_addr)):
+        server.add_insecure_port(address)
+        await server.start()
     peak = start = rss()
     try:
         client = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SLOW_CLIENT, address, str(EXEC_BYTES),
+            sys.executable, "-c", SLOW_CLIENT, controller_addr, str(EXEC_BYTES),
             stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
         )
         done = asyncio.ensure_future(client.communicate())
@@ -177,7 +203,8 @@ async def test_slow_exec_reader_keeps_agent_memory_bounded(rt: Runtime, tmp_path
             await asyncio.wait([done], timeout=0.1)
         out, _ = done.result()
     finally:
-        await server.stop(grace=1)
+        await controller.stop(grace=1)
+        await agent.stop(grace=1)
     print(f"exec: RSS start {start / MB:.1f} MiB, peak {peak / MB:.1f} MiB")
     assert out.split() == [str(EXEC_BYTES).encode(), b"0"]
     assert peak - start < 50 * MB

@@ -21,6 +21,7 @@ from agent.runtime.logrotate import (
     LogLimits,
     disk_usage,
     log_files,
+    remove_logs,
     rotate,
     rotated_name,
 )
@@ -286,3 +287,12 @@ async def test_read_logs_follows_until_exit_across_a_rotation(tmp_path: Path) ->
 
     got = [e.line async for e in read_logs(tmp_path, follow=True, exited=exited, poll=0)]
     assert got == ["1", "2", "3"]
+
+
+def test_removed_logs_are_not_brought_back_by_a_pass(tmp_path: Path) -> None:
+    append(tmp_path, "a")
+    rotate(tmp_path, LIMITS)
+    conmon_replaces(tmp_path)
+    remove_logs(tmp_path)
+    rotate(tmp_path, LIMITS)
+    assert list(tmp_path.iterdir()) == []
