@@ -224,23 +224,31 @@ async def _wait_for(rt: Runtime, name: str, done: Callable[[list[str]], bool]) -
         await asyncio.sleep(0.05)
 
 
-async def test_tail_and_follow_cross_conmons_rotations(small_rt: Runtime) -> None:
-    # The container writes one batch per go-file the test creates, so a rotation pass
-    # can run between batches: conmon replaces the file at most once in between.
-    script = (f"for b in $(seq {BATCHES}); do while [ ! -e /tmp/go-$b ]; do sleep 0.02; done;"
-              f" for i in $(seq {LINES}); do echo \"$b.$i $(printf %480s | tr ' ' y)\"; done;"
-              " echo batch-$b; done")
-    rt = small_rt
-    await rt.create(spec("w", "sh", "-c", script))
-    await rt.start("w")
-    follower = asyncio.ensure_future(_collect(rt.logs("w", follow=True)))
+# The container writes one batch per go-file the test creates, so a rotation pass can
+# run between batches: conmon replaces the file at most once in between.
+WRITER = (f"for b in $(seq {BATCHES}); do while [ ! -e /tmp/go-$b ]; do sleep 0.02; done;"
+          f" for i in $(seq {LINES}); do echo \"$b.$i $(printf %480s | tr ' ' y)\"; done;"
+          " echo batch-$b; done")
+
+
+async def _write_batches(rt: Runtime, batches: range) -> list[str]:
+    """Have container "w" write ``batches``, with a rotation pass of ``rt`` after each."""
     expected: list[str] = []
-    for b in range(1, BATCHES + 1):
+    for b in batches:
         await _run(rt, "w", "touch", f"/tmp/go-{b}")
         marker = [f"batch-{b}"]
         await _wait_for(rt, "w", lambda lines: lines[-1:] == marker)  # noqa: B023 - awaited here
         await asyncio.to_thread(rt.rotate_logs)
         expected += [f"{b}.{i}" for i in range(1, LINES + 1)] + [f"batch-{b}"]
+    return expected
+
+
+async def test_tail_and_follow_cross_conmons_rotations(small_rt: Runtime) -> None:
+    rt = small_rt
+    await rt.create(spec("w", "sh", "-c", WRITER))
+    await rt.start("w")
+    follower = asyncio.ensure_future(_collect(rt.logs("w", follow=True)))
+    expected = await _write_batches(rt, range(1, BATCHES + 1))
     await rt.wait("w", 30)
     followed = await follower
     cdir = rt.containers_dir / "w"
@@ -251,6 +259,33 @@ async def test_tail_and_follow_cross_conmons_rotations(small_rt: Runtime) -> Non
     current = [e for e in (cdir / "ctr.log").read_text().splitlines() if e]
     n = len(current) + 2 * LINES   # more than the current file holds
     assert [line.split(" ")[0] for line in await tail(rt, "w", n)] == expected[-n:]
+
+
+@pytest.fixture
+async def unlimited_rt(tmp_path: Path, busybox_tar: Path) -> AsyncIterator[Runtime]:
+    """A runtime whose conmon limit never triggers, as with an agent older than rotation."""
+    async for runtime in _runtime(tmp_path, busybox_tar, LogLimits(max_size=1 << 40)):
+        yield runtime
+
+
+async def test_restarted_agent_rotates_adopted_containers_and_asks_conmon_to_reopen(
+    unlimited_rt: Runtime,
+) -> None:
+    old = unlimited_rt
+    await old.create(spec("w", "sh", "-c", WRITER))
+    await old.start("w")
+    expected = await _write_batches(old, range(1, 3))
+    cdir = old.containers_dir / "w"
+    assert [p.name for p in log_files(cdir)] == ["ctr.log"]
+    # The agent restarts with the small limit: the adopted container's conmon never
+    # replaces the file itself, so the passes ask it to over its control fifo.
+    new = Runtime(old.state_dir, old.runtime_root, old.cgroup_parent, log_limits=SMALL)
+    expected += await _write_batches(new, range(3, BATCHES + 1))
+    await new.wait("w", 30)
+    await asyncio.to_thread(new.rotate_logs)
+    assert len(log_files(cdir)) >= 3, "conmon should have reopened its log several times"
+    assert all(p.stat().st_size <= SMALL.max_size + LINES * 600 for p in log_files(cdir))
+    assert [e.line.split(" ")[0] async for e in new.logs("w")] == expected
 
 
 async def _collect(entries: AsyncIterator[LogEntry]) -> list[str]:
