@@ -15,7 +15,7 @@ reconcile loop and gRPC servicer. Design notes:
 
 Per container, ``<state_dir>/containers/<name>/`` is the OCI bundle (config.json,
 rootfs/) and holds the overlay upper/work dirs, hosts/hostname/resolv.conf, the
-conmon log, pid and exit files, and state.json.
+conmon log (rotated by logrotate.py), pid and exit files, and state.json.
 """
 
 from __future__ import annotations
@@ -33,18 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.runtime import cgroups, rootfs
+from agent.runtime import cgroups, logrotate, rootfs
 from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, write_container_files
 from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
 from agent.runtime.execs import ExecProcess
 from agent.runtime.images import ImageStore
-from agent.runtime.logrotate import (
-    DEFAULT_LIMITS,
-    ROTATE_INTERVAL,
-    LogLimits,
-    remove_logs,
-    rotate,
-)
 from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
 from agent.runtime.process import wait_pid
@@ -97,7 +90,7 @@ class Runtime:
 
     def __init__(self, state_dir: Path, runtime_root: Path, cgroup_parent: str,
                  runtime_bin: str = "runc", conmon_bin: str = "conmon",
-                 log_limits: LogLimits = DEFAULT_LIMITS) -> None:
+                 log_limits: logrotate.LogLimits = logrotate.DEFAULT_LIMITS) -> None:
         self.state_dir = state_dir
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +240,7 @@ class Runtime:
                 asyncio.to_thread(rootfs.remove_rootfs, cdir),
             )
             await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
-            await asyncio.to_thread(remove_logs, cdir)
+            await asyncio.to_thread(logrotate.remove_logs, cdir)
             await asyncio.to_thread(shutil.rmtree, cdir, True)
 
     @staticmethod
@@ -357,9 +350,9 @@ class Runtime:
         except FileNotFoundError:
             return
         for cdir in dirs:
-            rotate(cdir, self.log_limits)
+            logrotate.rotate(cdir, self.log_limits)
 
-    async def rotate_logs_forever(self, interval: float = ROTATE_INTERVAL) -> None:
+    async def rotate_logs_forever(self, interval: float = logrotate.ROTATE_INTERVAL) -> None:
         while True:
             await asyncio.to_thread(self.rotate_logs)
             await asyncio.sleep(interval)

@@ -201,16 +201,17 @@ class LogReader:
                 except FileNotFoundError:
                     continue
                 st = os.fstat(f.fileno())
-                if (st.st_dev, st.st_ino) in seen or (current and same_file(st, current)):
-                    if current and same_file(st, current):
-                        found = True
-                        for older in opened:   # only what came after it is new
-                            older.close()
-                        opened = []
+                if current is not None and same_file(st, current):
+                    found = True
+                    for older in opened:   # only what came after it is new
+                        older.close()
+                    opened = []
                     f.close()
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                opened.append(f)
+                elif (st.st_dev, st.st_ino) in seen:
+                    f.close()
+                else:
+                    seen.add((st.st_dev, st.st_ino))
+                    opened.append(f)
         if not found:
             # The file we read left the set already: we cannot tell which files are
             # newer, so go on with the one conmon writes now.
