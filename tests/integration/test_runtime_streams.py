@@ -285,7 +285,6 @@ async def test_restarted_agent_rotates_adopted_containers_and_asks_conmon_to_reo
     await new.wait("w", 30)
     await asyncio.to_thread(new.rotate_logs)
     assert len(log_files(cdir)) >= 3, "conmon should have reopened its log several times"
-    assert all(p.stat().st_size <= SMALL.max_size + LINES * 600 for p in log_files(cdir))
     assert [e.line.split(" ")[0] async for e in new.logs("w")] == expected
 
 
