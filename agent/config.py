@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import shutil
 import socket
 from dataclasses import dataclass
@@ -17,8 +18,13 @@ from pathlib import Path
 
 from berth.errors import UserError
 
+log = logging.getLogger("berth.agent")
+
 # daemon.json keys berth honours; any other key is refused, never silently ignored.
 SUPPORTED_KEYS = frozenset({"default-runtime", "runtimes"})
+# The agent API has no authentication yet (mTLS comes with deployment), and exec is root
+# in every container: by default it listens on the node's underlay address only.
+AGENT_PORT = 7071
 
 
 @dataclass(frozen=True)
@@ -39,11 +45,20 @@ class AgentConfig:
     etcd_cert: str | None = None
     etcd_key: str | None = None
 
+    @property
+    def advertise(self) -> str:
+        """The agent address other parts dial: the underlay IP if ``listen`` is a wildcard."""
+        host, _, port = self.listen.rpartition(":")
+        if _is_wildcard(host):
+            return join_host_port(self.underlay_ip, int(port))
+        return self.listen
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="berth-agent", description="berth node agent")
     p.add_argument("--node", default=socket.gethostname(), help="node name (default: hostname)")
-    p.add_argument("--listen", default="0.0.0.0:7071", help="gRPC listen address")
+    p.add_argument("--listen", default=None,
+                   help=f"gRPC listen address (default: UNDERLAY_IP:{AGENT_PORT})")
     p.add_argument("--etcd", default="127.0.0.1:2379", help="etcd client endpoint host:port")
     p.add_argument("--controller", default="", help="controller address, for image pulls")
     p.add_argument("--underlay-ip", required=True, help="this host's address on the underlay")
@@ -111,14 +126,47 @@ def _upstreams(value: str) -> tuple[str, ...] | None:
     return found
 
 
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_wildcard(host: str) -> bool:
+    host = host.strip("[]")
+    if host in ("", "*"):
+        return True
+    ip = _ip(host)
+    return ip is not None and ip.is_unspecified
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _listen(flag: str | None, underlay_ip: str) -> str:
+    if flag is None:
+        return join_host_port(underlay_ip, AGENT_PORT)
+    host, sep, port = flag.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--listen {flag!r}: expected HOST:PORT")
+    if _is_wildcard(host):
+        log.warning("--listen %s: the agent API (root exec in every container, no "
+                    "authentication yet) is open on every interface of this host", flag)
+    return flag
+
+
 def parse(argv: list[str] | None = None) -> AgentConfig:
     ns = _parser().parse_args(argv)
+    if _ip(ns.underlay_ip) is None:
+        raise UserError(f"--underlay-ip {ns.underlay_ip!r}: not an IP address")
     runtime = ns.runtime
     if ns.config is not None:
         runtime = _runtime_from_file(ns.config, runtime)
     return AgentConfig(
         node=ns.node,
-        listen=ns.listen,
+        listen=_listen(ns.listen, ns.underlay_ip),
         etcd=ns.etcd,
         controller=ns.controller,
         underlay_ip=ns.underlay_ip,

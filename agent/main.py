@@ -24,9 +24,11 @@ from agent.dns import DnsServer, Records, Upstream
 from agent.imagestream import load_stream
 from agent.network import NetworkManager
 from agent.reconcile import Reconciler
-from agent.registration import Registration, node_record
+from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
+from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
+from berth import grpcopts
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
@@ -49,7 +51,9 @@ class ImagePuller:
         if not self._controller:
             return
         try:
-            async with grpc.aio.insecure_channel(self._controller) as channel:
+            async with grpc.aio.insecure_channel(
+                self._controller, options=grpcopts.channel_options()
+            ) as channel:
                 stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
                 frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
                 await load_stream(self._runtime.images, frames, self._scratch)
@@ -58,7 +62,7 @@ class ImagePuller:
 
 
 async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpcopts.server_options())
     service = AgentService(runtime, cfg.state_dir / "tmp")
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -114,7 +118,9 @@ def _network(
 
 
 async def run(cfg: agent_config.AgentConfig) -> None:
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    # Root-only, also for an existing install: the state dir holds image layers (setuid
+    # binaries included) and container roots, which no host user may reach.
+    ensure_private_dir(cfg.state_dir)
     runtime = Runtime(
         state_dir=cfg.state_dir,
         runtime_root=cfg.runtime_root,
@@ -127,7 +133,9 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     underlay = await _underlay(cfg)
     async with etcd:
         server = await _serve(cfg, runtime)
-        record = node_record(cfg.node, cfg.underlay_ip, cfg.listen, mtu=underlay.mtu)
+        addresses, routes = await host_prefixes()
+        record = node_record(cfg.node, cfg.underlay_ip, cfg.advertise, mtu=underlay.mtu,
+                             addresses=addresses, routes=routes)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
         network = _network(cfg, etcd, underlay)

@@ -33,16 +33,16 @@ from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container
 from berth import keyspace
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
-from netplugins.contract import Attachment, ContainerId, HostContext, NetworkHost, NetworkSpec
+from netplugins.contract import Attachment, ContainerId, HostContext, NetConf, NetworkHost
 from netplugins.errors import CheckFailedError
 from netplugins.registry import lookup
 
 log = logging.getLogger(__name__)
 
 
-def network_spec(att: NetworkAttachment) -> NetworkSpec:
+def network_spec(att: NetworkAttachment) -> NetConf:
     subnet = ipaddress.ip_interface(f"{att.ip}/{att.prefixlen}").network
-    return NetworkSpec(
+    return NetConf(
         name=att.network, driver=att.driver, subnet=str(subnet), gateway=att.gateway, vni=att.vni
     )
 
@@ -115,7 +115,7 @@ class NetworkManager(ContainerHooks):
 
     # -- per-network host objects (call with the network's lock held) -----------
 
-    async def _ensure_host(self, net: NetworkSpec) -> None:
+    async def _ensure_host(self, net: NetConf) -> None:
         if net.name in self._hosts:
             return
         entry = lookup(net.driver)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from berth.records import ContainerSpec
 
 
-class Verb(enum.Enum):
+class Step(enum.Enum):
     CREATE = "create"  # not on this node yet: create and start
     RECREATE = "recreate"  # spec changed, or stuck half-made: delete then create
     DELETE = "delete"  # no longer assigned here
@@ -33,7 +33,7 @@ class Actual:
 
 @dataclass(frozen=True)
 class Action:
-    verb: Verb
+    step: Step
     name: str
     spec: ContainerSpec | None
 
@@ -52,11 +52,11 @@ def plan(desired: Mapping[str, ContainerSpec], actual: Mapping[str, Actual]) -> 
     for name in sorted(set(desired) | set(actual)):
         want, have = desired.get(name), actual.get(name)
         if want is None:
-            actions.append(Action(Verb.DELETE, name, None))
+            actions.append(Action(Step.DELETE, name, None))
         elif have is None:
-            actions.append(Action(Verb.CREATE, name, want))
+            actions.append(Action(Step.CREATE, name, want))
         elif _needs_recreate(want, have):
-            actions.append(Action(Verb.RECREATE, name, want))
+            actions.append(Action(Step.RECREATE, name, want))
         else:
-            actions.append(Action(Verb.KEEP, name, want))
+            actions.append(Action(Step.KEEP, name, want))
     return actions

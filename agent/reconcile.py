@@ -6,6 +6,12 @@ container's work in order, different containers concurrently (kopf's per-object
 workers). A watch on /berth/assign/<node>/ only wakes the loop; a periodic tick
 notices exits that conmon recorded. Status is written back only when it changed,
 and everything is re-written after a restart. Called by agent.main.
+
+Poison pills: an assignment that does not parse, or whose spec the runtime refuses as
+invalid (a UserError such as a bad image reference or user), is reported in its status
+as ``invalid`` with the reason, logged once, and not retried until the assignment
+changes. A container already on the host under an unparseable assignment is left as it
+is: a corrupt record must not kill a running container.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from agent.hooks import ContainerHooks
 from agent.ownership import delete_own, written_by
-from agent.plan import Action, Actual, Verb, plan
+from agent.plan import Action, Actual, Step, plan
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
 from agent.runtime.state import State
 from berth import keyspace
-from berth.records import ContainerSpec, ContainerState, ContainerStatus
+from berth.errors import UserError
+from berth.records import ContainerSpec, ContainerState, ContainerStatus, load_error
+from berth.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +46,15 @@ _STATES: dict[State, ContainerState] = {
 }
 RESYNC_PERIOD = 1.0
 STOP_GRACE = 10.0          # seconds between SIGTERM and SIGKILL, as docker stop
-MAX_BACKOFF = 30.0
+FIRST_RETRY = 1.0          # a container whose create failed is retried after this...
+MAX_BACKOFF = 30.0         # ...doubling per failure in a row, up to this
 
 ImagePuller = Callable[[str], Awaitable[None]]
 
 
 @dataclass
 class _Backoff:
-    failures: int = 0
+    delays: Backoff = field(default_factory=lambda: Backoff(FIRST_RETRY, MAX_BACKOFF))
     not_before: float = 0.0
     error: str = ""
 
@@ -60,6 +71,10 @@ class Reconciler:
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
     _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _revisit: set[str] = field(default_factory=set)
+    # name -> (the spec the runtime refused, why): not retried until the spec changes.
+    _refused: dict[str, tuple[ContainerSpec, str]] = field(default_factory=dict)
+    # assignment key -> mod revision of an unparseable value already reported.
+    _bad_keys: dict[str, int] = field(default_factory=dict)
     _revision: int = 0
     _listed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,12 +109,18 @@ class Reconciler:
         if not self._listed.is_set():
             self._revision = listing.revision
             self._listed.set()
-        desired = {}
+        desired: dict[str, ContainerSpec] = {}
+        unreadable: set[str] = set()
         for value, meta in listing.items:
-            spec = ContainerSpec.loads(value)
-            desired[keyspace.last_segment(meta.key)] = spec
+            name = keyspace.last_segment(meta.key)
+            try:
+                desired[name] = ContainerSpec.loads(value)
+            except ValidationError as exc:
+                unreadable.add(name)
+                await self._unreadable(name, meta.key, meta.mod_revision, exc)
+        self._forget_bad_keys({meta.key for _, meta in listing.items})
         present = {c.name for c in await self.runtime.list()}
-        names = set(desired) | present
+        names = (set(desired) | present) - unreadable
         for name in sorted(names):
             worker = self._workers.get(name)
             if worker is not None and not worker.done():
@@ -109,7 +130,19 @@ class Reconciler:
             worker.add_done_callback(self._worker_done)
             self._workers[name] = worker
         # A container still on the host keeps its status until its worker removed it.
-        await self._delete_orphan_statuses(set(desired) | present)
+        await self._delete_orphan_statuses(set(desired) | present | unreadable)
+
+    async def _unreadable(self, name: str, key: str, revision: int, exc: ValidationError) -> None:
+        reason = f"assignment: {load_error(exc)}"
+        if self._bad_keys.get(key) != revision:
+            log.warning("container %s: skipping invalid assignment %s: %s", name, key, reason)
+            self._bad_keys[key] = revision
+        await self._write_status(ContainerStatus(
+            name=name, node=self.node, state="invalid", error=reason))
+
+    def _forget_bad_keys(self, listed: set[str]) -> None:
+        for key in set(self._bad_keys) - listed:
+            del self._bad_keys[key]
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         name = task.get_name()
@@ -135,20 +168,33 @@ class Reconciler:
                 await self._act(action, have.spec if have else None)
             except asyncio.CancelledError:
                 raise
+            except UserError as exc:
+                if action.spec is None:
+                    raise
+                # The runtime refuses this spec: retrying the same one cannot help.
+                log.warning("container %s: invalid, not retried until its assignment "
+                            "changes: %s", name, exc)
+                self._refused[name] = (action.spec, str(exc))
+                await self._write_status(self._invalid_status(action.spec))
             except Exception as exc:
-                log.exception("container %s: %s failed", name, action.verb.value)
+                log.exception("container %s: %s failed", name, action.step.value)
                 if action.spec is not None:
                     self._note_failure(name, exc)
                     await self._write_status(self._failed_status(action.spec))
 
     async def _act(self, action: Action, have: ContainerSpec | None) -> None:
-        if action.verb is Verb.DELETE:
+        if action.step is Step.DELETE:
             await self._delete(action.name, have)
             return
         assert action.spec is not None
-        if action.verb is Verb.RECREATE:
+        if action.step is Step.RECREATE:
             await self._delete(action.name, have, keep_status=True)
-        if action.verb in (Verb.CREATE, Verb.RECREATE):
+        if action.step in (Step.CREATE, Step.RECREATE):
+            refused = self._refused.get(action.name)
+            if refused is not None and refused[0] == action.spec:
+                await self._write_status(self._invalid_status(action.spec))
+                return
+            self._refused.pop(action.name, None)
             if not self._may_try(action.name):
                 return
             await self._create(action.spec)
@@ -190,6 +236,7 @@ class Reconciler:
         await self.runtime.delete(name)
         self._backoff.pop(name, None)
         if not keep_status:
+            self._refused.pop(name, None)
             # The container may already run on another node under the same name.
             await delete_own(self.etcd, keyspace.status(name), self.node)
             self._written.pop(name, None)
@@ -200,8 +247,7 @@ class Reconciler:
 
     def _note_failure(self, name: str, exc: Exception) -> None:
         b = self._backoff.setdefault(name, _Backoff())
-        b.failures += 1
-        b.not_before = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2**b.failures)
+        b.not_before = time.monotonic() + b.delays.failed()
         b.error = str(exc) or type(exc).__name__
 
     def _failed_status(self, spec: ContainerSpec) -> ContainerStatus:
@@ -213,6 +259,10 @@ class Reconciler:
             error=b.error,
             generation=spec.generation,
         )
+
+    def _invalid_status(self, spec: ContainerSpec) -> ContainerStatus:
+        return ContainerStatus(name=spec.name, node=self.node, state="invalid",
+                               error=self._refused[spec.name][1], generation=spec.generation)
 
     def _status_of(self, spec: ContainerSpec, c: Container) -> ContainerStatus:
         if c.state is not State.RUNNING and spec.name in self._backoff:

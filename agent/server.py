@@ -1,4 +1,4 @@
-"""The agent's gRPC API (protos/agent.proto): exec, logs, inspect and image load.
+"""The agent's gRPC API (protos/agent.proto): exec, logs, inspect, image load and remove.
 
 The controller proxies clusterctl's exec and logs here. Served by agent.main on
 the node's underlay address.
@@ -17,8 +17,13 @@ import grpc
 
 from agent.imagestream import load_stream
 from agent.runtime.containers import Runtime
-from agent.runtime.errors import ContainerNotFound
-from berth.errors import NotFoundError, UserError
+from agent.runtime.errors import (
+    ContainerNotFound,
+    ImageFormatError,
+    ImageNotFound,
+    InvalidReference,
+)
+from berth.errors import BerthError, NotFoundError, UserError
 from protos import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,33 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.ImageLoadResponse:
         try:
             refs = await load_stream(self._runtime.images, request_iterator, self._scratch)
-        except UserError as exc:
+        except (UserError, ImageFormatError) as exc:
+            # A bad archive is the sender's fault: one line, never the exception's class.
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except BerthError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"image load: {exc}")
+        except OSError as exc:
+            log.warning("image load failed: %s", exc)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"image load: {exc.strerror or 'I/O error'} on this node")
+        except Exception:
+            log.exception("image load failed")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                "image load: internal error on this node (see the agent log)")
         return common_pb2.ImageLoadResponse(refs=refs)
+
+    async def ImageRemove(
+        self,
+        request: agent_pb2.ImageRemoveRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> agent_pb2.ImageRemoveResponse:
+        removed = []
+        for ref in request.refs:
+            try:
+                await asyncio.to_thread(self._runtime.images.remove, ref)
+            except (ImageNotFound, InvalidReference):
+                continue
+            except ImageFormatError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            removed.append(ref)
+        return agent_pb2.ImageRemoveResponse(removed=removed)

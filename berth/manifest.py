@@ -7,10 +7,16 @@ in ``manifest_model.py`` and are re-exported here: import from ``berth.manifest`
 Every error is one line ``FILE: DOCREF: PATH: message``, where DOCREF is
 ``Kind/name`` when the document says who it is and ``document N`` otherwise,
 and PATH follows pydantic's location (``spec.networks[0]``).
+
+Bounds: the text is at most ``MAX_MANIFEST_BYTES`` and is parsed by berth.yamlsafe, whose
+budget caps nesting depth and alias expansion, so a hostile file costs bounded work and
+fails with ``FILE: line L, column C: ...``. Replica counts and name lengths are checked
+against the controller's configured ``Limits`` (berth.limits).
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from typing import Annotated, Any
 
@@ -18,7 +24,9 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from berth import yamlsafe
 from berth.errors import ManifestError
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest_model import (
     API_VERSION,
     DNS_LABEL,
@@ -39,6 +47,7 @@ __all__ = [
     "DNS_LABEL",
     "DOCUMENT_TYPES",
     "KINDS",
+    "MAX_MANIFEST_BYTES",
     "Document",
     "Metadata",
     "NetworkDocument",
@@ -47,24 +56,52 @@ __all__ = [
     "ServiceDocument",
     "ServiceNetwork",
     "ServiceSpec",
+    "check_size",
     "load_manifest",
     "manifest_json_schema",
     "parse_document",
 ]
+
+MAX_MANIFEST_BYTES = yamlsafe.MAX_MANIFEST_BYTES
 
 _MODELS: tuple[type[BaseModel], ...] = (
     NetworkDocument, ServiceDocument, Metadata, NetworkSpec, ServiceSpec, ServiceNetwork, Placement,
 )
 
 
-def load_manifest(source: str, text: str) -> list[Document]:
+def check_size(source: str, size: int) -> None:
+    """Refuse a manifest of ``size`` bytes over MAX_MANIFEST_BYTES (clusterctl and controller)."""
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{_one_line(source)}: manifest is {size} bytes, more than the "
+                            f"limit of {MAX_MANIFEST_BYTES} bytes (1 MiB); split it into "
+                            "several files")
+
+
+def load_manifest(
+    source: str, text: str, limits: Limits | None = DEFAULT_LIMITS
+) -> list[Document]:
     """Parse and validate every document of a multi-document YAML manifest.
 
-    Empty documents are skipped. Raises ManifestError (one line) on the first
-    problem; nothing is returned unless the whole file is valid.
+    Empty documents are skipped. ``limits=None`` skips the replica and name limits
+    (``delete -f``); the size and YAML bounds always apply. Raises ManifestError (one
+    line) on the first problem; nothing is returned unless the whole file is valid.
     """
+    source = _one_line(source)
     try:
-        raws = [raw for raw in yaml.safe_load_all(text) if raw is not None]
+        return _load(source, text, limits)
+    except ManifestError as exc:
+        message = str(exc)
+        if "\n" in message or "\r" in message:
+            raise ManifestError(_one_line(message)) from exc
+        raise
+
+
+def _load(source: str, text: str, limits: Limits | None) -> list[Document]:
+    check_size(source, len(text) if len(text) > MAX_MANIFEST_BYTES else len(text.encode()))
+    try:
+        raws = [raw for raw in yamlsafe.load_all(text) if raw is not None]
+    except yamlsafe.BudgetError as exc:
+        raise ManifestError(f"{source}: {_budget_problem(exc)}") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: {_yaml_problem(exc)}") from exc
     if not raws:
@@ -73,6 +110,8 @@ def load_manifest(source: str, text: str) -> list[Document]:
     seen: dict[tuple[str, str], int] = {}
     for number, raw in enumerate(raws, start=1):
         doc = _validate(source, number, raw)
+        if limits is not None:
+            _check_limits(source, doc, limits)
         first = seen.setdefault((doc.kind, doc.name), number)
         if first != number:
             raise ManifestError(
@@ -80,6 +119,22 @@ def load_manifest(source: str, text: str) -> list[Document]:
                 f"{doc.kind}/{doc.name} is defined by documents {first} and {number}")
         docs.append(doc)
     return docs
+
+
+def _check_limits(source: str, doc: Document, limits: Limits) -> None:
+    if not isinstance(doc, ServiceDocument):
+        return
+    where = f"{source}: Service/{doc.name}"
+    if doc.spec.replicas > limits.max_replicas:
+        raise ManifestError(
+            f"{where}: spec.replicas: {_show(doc.spec.replicas)} is more than the maximum of "
+            f"{limits.max_replicas} replicas per service (controller flag --max-replicas)")
+    if len(doc.name) > limits.max_service_name:
+        raise ManifestError(
+            f"{where}: metadata.name: a service name is at most {limits.max_service_name} "
+            f"characters (got {len(doc.name)}): its container names <name>-<replica> must "
+            f"fit in 63 characters with up to {limits.max_replicas} replicas "
+            "(controller flag --max-replicas)")
 
 
 def parse_document(kind: str, raw: bytes | str) -> Document:
@@ -148,7 +203,7 @@ def _describe(error: ErrorDetails) -> str:
     elif kind.endswith("_type") and kind not in ("union_tag_invalid",):
         expected = error["msg"].removeprefix("Input should be ").removeprefix("a valid ")
         expected = {"dictionary": "mapping", "array": "list"}.get(expected, expected)
-        message = f"wrong type: expected {expected}, got {_type_name(value)} {_show(value)}"
+        message = f"wrong type: expected {expected}, got {_got(value)}"
     else:
         message = error["msg"]
     return f"{path}: {message}" if path else message
@@ -175,13 +230,33 @@ def _suggest(field: str) -> str:
 
 def _type_name(value: object) -> str:
     names = {str: "string", bool: "boolean", int: "integer", float: "number",
-             list: "list", dict: "mapping", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+             list: "list", dict: "mapping", type(None): "null", bytes: "binary",
+             set: "set", datetime.date: "date", datetime.datetime: "timestamp"}
+    return names.get(type(value), "value")
 
 
 def _show(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a very large integer"   # repr() refuses ints of more than 4300 digits
+    if isinstance(value, list | dict | set | tuple):
+        return _type_name(value)        # a repr could expand shared (aliased) data
     text = f'"{value}"' if isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _got(value: object) -> str:
+    name, shown = _type_name(value), _show(value)
+    return name if shown == name else f"{name} {shown}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+def _budget_problem(exc: yamlsafe.BudgetError) -> str:
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{exc.problem} (a manifest's limit; see docs/limits.md)"
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -60,6 +60,33 @@ _UNSUPPORTED_PLACEMENT = ("constraints", "spread")
 
 Unsupported = SkipJsonSchema[object]
 
+# Ranges a container network can never use, whatever the hosts look like: they are routed
+# specially by every host (RFC 6890). Overlap with a node's own addresses and routes is
+# checked at apply against the Ready nodes (controller/store.py), and by the scheduler for
+# nodes that join later. A macvlan network will be allowed its parent's LAN subnet once
+# that driver exists; this list still applies to it.
+BROADEST_PREFIX = 8
+_UNUSABLE: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(cidr), why) for cidr, why in (
+        ("0.0.0.0/8", "the unspecified \"this network\" range"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved (includes broadcast 255.255.255.255)"),
+    ))
+
+
+def unusable_subnet(net: ipaddress.IPv4Network) -> str | None:
+    """Why ``net`` cannot be a container network on any host, or None if it can."""
+    if net.prefixlen == 0:
+        return f"{net} is the default route"
+    if net.prefixlen < BROADEST_PREFIX:
+        return f"{net} is broader than /{BROADEST_PREFIX}"
+    for bad, why in _UNUSABLE:
+        if net.overlaps(bad):
+            return f"{net} overlaps {bad} ({why})"
+    return None
+
 
 def _not_supported(value: object) -> object:
     if value is not None:
@@ -116,6 +143,10 @@ class NetworkSpec(_Strict):
         if net.prefixlen > 30:
             raise PydanticCustomError("subnet", "subnet {s} is too small (at most /30)",
                                       {"s": str(net)})
+        why = unusable_subnet(net)
+        if why is not None:
+            raise PydanticCustomError("subnet", "{w}, not usable for containers; pick a "
+                                      "private range such as 10.42.0.0/24", {"w": why})
         return str(net)
 
     @field_validator("options")

@@ -1,9 +1,10 @@
 """IPv4 address helpers shared by the controller's IPAM and anything that must agree with it.
 
 Owned by berth so the controller can derive container MACs without importing netplugins
-(import-linter forbids it). ``mac_from_ip`` must stay byte-for-byte the same as
-netplugins.contract.mac_from_ip: peers program neighbour/FDB entries from the MAC the
-controller decided, and the driver sets the same MAC on the interface.
+(import-linter forbids it). ``mac_from_ip`` is the one definition: the controller's IPAM
+decides a container's MAC with it, peers program neighbour/FDB entries from that MAC, and
+drivers (through netplugins.contract, which re-exports it) set the same MAC on the
+interface.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Iterator
 def mac_from_ip(ip: str) -> str:
     """Docker's MAC for an IPv4 address: ``02:42`` then the four address bytes.
 
-    Deriving the MAC from the IP means a reused IP never leaves a stale neighbour entry.
+    Deriving the MAC from the IP means a peer's neighbour and FDB entries are a function of
+    its IP alone: when an IP is released and reused, the old entries are already right, and
+    a stale MAC can never linger in a remote ARP cache. For IPv6 the last four bytes are used.
     """
     try:
         packed = ipaddress.ip_address(ip).packed

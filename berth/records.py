@@ -8,11 +8,24 @@ neighbour/FDB tables and DNS. See keyspace.py for where each one lives.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ContainerState = Literal["pending", "created", "running", "exited", "failed", "unknown"]
+# "invalid": the agent cannot process the container's assignment at all (it does not
+# parse, or the runtime refuses the spec); retrying will not help until it changes.
+ContainerState = Literal[
+    "pending", "created", "running", "exited", "failed", "invalid", "unknown"
+]
+
+
+def load_error(exc: ValidationError) -> str:
+    """One line for a record that did not load: the first problem and where it is."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{first['msg']}{more}"
 
 
 class _Record(BaseModel):
@@ -78,8 +91,21 @@ class ContainerStatus(_Record):
         return cls.model_validate_json(raw)
 
 
+class HostPrefix(_Record):
+    """An IPv4 prefix a node uses itself: an interface address or a route's destination."""
+
+    cidr: str                 # "10.0.0.2/24" for an address, "10.8.0.0/16" for a route
+    device: str = ""
+
+
 class NodeRecord(_Record):
-    """A node as its agent announces it, attached to the agent's lease."""
+    """A node as its agent announces it, attached to the agent's lease.
+
+    ``addresses`` and ``routes`` are what a container network must not overlap: the
+    node's own IPv4 addresses (not loopback) and the destinations of its non-default
+    routes, both without anything on berth's own devices. Agents older than these
+    fields report neither, which reads as "nothing to avoid".
+    """
 
     name: str
     address: str              # underlay IP
@@ -88,10 +114,34 @@ class NodeRecord(_Record):
     cpus: int = 0
     memory_bytes: int = 0
     started_at: str = ""
+    addresses: tuple[HostPrefix, ...] = ()
+    routes: tuple[HostPrefix, ...] = ()
 
     @classmethod
     def loads(cls, raw: bytes | str) -> NodeRecord:
         return cls.model_validate_json(raw)
+
+    def overlap(self, subnet: ipaddress.IPv4Network) -> str | None:
+        """What of this node ``subnet`` collides with, in words, or None."""
+        for prefix in self.addresses:
+            try:
+                iface = ipaddress.IPv4Interface(prefix.cidr)
+            except ValueError:
+                continue        # written by an agent; a bad entry cannot be avoided
+            if subnet.overlaps(iface.network):
+                return f"node {self.name}'s address {prefix.cidr}{_on(prefix.device)}"
+        for prefix in self.routes:
+            try:
+                dest = ipaddress.IPv4Network(prefix.cidr, strict=False)
+            except ValueError:
+                continue
+            if dest.prefixlen and subnet.overlaps(dest):
+                return f"node {self.name}'s route to {prefix.cidr}{_on(prefix.device)}"
+        return None
+
+
+def _on(device: str) -> str:
+    return f" on {device}" if device else ""
 
 
 class Endpoint(_Record):

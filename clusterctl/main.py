@@ -2,12 +2,15 @@
 
 Each command is a thin wrapper: parse flags, call the controller over gRPC (or
 the lab module), render. Errors become one line on stderr and a non-zero exit;
-only ``main`` exits.
+only ``main`` exits, with the code the error carries (clusterctl.client.ExitCode,
+listed in the README). ``exec`` and ``logs`` exit 125 for every berth failure, as
+docker does, so their own exit codes stay the command's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -16,9 +19,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from berth import kinds
 from berth.errors import UserError
+from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
-from clusterctl.client import CtlError, connect
+from clusterctl.client import CtlError, ExitCode, connect
 from clusterctl.lab_cli import lab_app
 from clusterctl.waiting import wait_for_services
 from protos import common_pb2, controller_pb2
@@ -36,14 +41,6 @@ app.add_typer(image_app, name="image")
 err = Console(stderr=True)
 # Piped output (scripts, tests) must not be cut to 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=250)
-KINDS = ("nodes", "networks", "services", "containers")
-_ALIASES = {k[:-1]: k for k in KINDS} | {
-    "node": "nodes",
-    "no": "nodes",
-    "svc": "services",
-    "net": "networks",
-    "ctr": "containers",
-}
 _state: dict[str, str | None] = {"controller": None}
 
 ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
@@ -60,17 +57,22 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _kind(word: str) -> str:
-    kind = _ALIASES.get(word.lower(), word.lower())
-    if kind not in KINDS:
-        raise CtlError(f"unknown kind {word!r} (expected one of: {', '.join(KINDS)})")
+    kind = kinds.resource(word)
+    if kind is None:
+        raise CtlError(f"unknown kind {word!r} (expected one of: {', '.join(kinds.RESOURCES)})")
     return kind
 
 
 def _read(path: Path) -> bytes:
+    """A manifest's bytes; one over the size limit is refused before it is read or sent."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise CtlError(f"{path}: {exc.strerror}") from exc
+    check_size(str(path), max(size, len(data)))     # a pipe has no size: count what came
+    return data
 
 
 @app.callback()
@@ -175,7 +177,7 @@ def exec_(
         code = _run(go())
     except CtlError as exc:
         _fail(exc)
-        raise typer.Exit(125) from exc
+        raise typer.Exit(ExitCode.BERTH_FAILED) from exc
     raise typer.Exit(code)
 
 
@@ -199,7 +201,11 @@ def logs(
                 stream.write(prefix + entry.line.decode(errors="replace") + "\n")
                 stream.flush()
 
-    _run(go())
+    try:
+        _run(go())
+    except CtlError as exc:
+        _fail(exc)
+        raise typer.Exit(ExitCode.BERTH_FAILED) from exc
 
 
 @image_app.command("load")
@@ -212,7 +218,7 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
     try:
         refs = _run(load_image(_state["controller"], file))
     except CtlError as exc:
-        raise CtlError(f"{file}: {exc}", berth_failed=exc.berth_failed) from exc
+        raise CtlError(f"{file}: {exc}", exit_code=exc.exit_code) from exc
     for ref in refs:
         out.print(f"Loaded image: {ref}")
 
@@ -220,13 +226,16 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
 def main() -> None:
     try:
         rc = app(standalone_mode=False)
+    except CtlError as exc:
+        _fail(exc)
+        sys.exit(exc.exit_code)
     except UserError as exc:
         _fail(exc)
-        sys.exit(1)
+        sys.exit(ExitCode.USER_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # click usage errors carry their own exit code
         import click
 

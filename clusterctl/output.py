@@ -3,7 +3,9 @@
 JSON/YAML objects are plain dicts whose keys are the stable, documented output
 (``get containers -o json`` gives name, service, node, state, exit_code,
 networks: {net: {ip}}, and generation/observed_generation: the spec generation
-being rolled out and the one the agent last reported). Called by clusterctl.main.
+being rolled out and the one the agent last reported). Every kind has ``invalid``: empty,
+or why berth cannot process the object's record (a poison pill); the table shows such a
+row's status as ``Invalid: <reason>``. Called by clusterctl.main.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ Row = dict[str, Any]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "nodes": ("name", "status", "address", "containers"),
-    "services": ("name", "image", "replicas", "running"),
+    "services": ("name", "image", "replicas", "running", "status"),
     "containers": ("name", "service", "node", "state", "exit_code", "ip"),
-    "networks": ("name", "driver", "subnet", "vni", "endpoints"),
+    "networks": ("name", "driver", "subnet", "vni", "endpoints", "status"),
 }
 WIDE_EXTRA: dict[str, tuple[str, ...]] = {
     "nodes": ("agent_addr",),
@@ -50,6 +52,7 @@ def _container(c: controller_pb2.Container) -> Row:
         "generation": c.generation,
         "observed_generation": c.observed_generation,
         "networks": {n: {"ip": v.ip, "mac": v.mac} for n, v in sorted(c.networks.items())},
+        "invalid": c.invalid,
     }
 
 
@@ -71,6 +74,8 @@ def rows(kind: str, resp: controller_pb2.GetResponse) -> list[Row]:
 
 
 def _cell(row: Row, col: str) -> str:
+    if col in ("status", "state") and row.get("invalid"):
+        return f"{row.get(col) or 'Invalid'}: {row['invalid']}"
     if col == "ip":
         ips = [n["ip"] for n in row.get("networks", {}).values() if n.get("ip")]
         return ",".join(ips) or "-"

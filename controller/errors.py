@@ -3,9 +3,10 @@
     BerthError (berth.errors)
     ├── UserError ─────────────── INVALID_ARGUMENT   bad manifest or request
     │   └── ManifestError                            ``FILE: DOC: PATH: problem``
-    ├── TemporaryError ────────── UNAVAILABLE        etcd or an agent unreachable
+    ├── TemporaryError ────────── UNAVAILABLE
+    │   ├── EtcdUnavailable ───── UNAVAILABLE + part "etcd"   etcd did not answer the controller
     │   ├── ConflictError ─────── ABORTED            concurrent writers kept winning
-    │   └── NodeUnavailable ───── UNAVAILABLE        the container's node/agent is gone
+    │   └── NodeUnavailable ───── UNAVAILABLE + part "agent"  the container's node/agent is gone
     └── PermanentError ────────── FAILED_PRECONDITION
         ├── NotFoundError ─────── NOT_FOUND          no such object
         ├── InUseError ────────── FAILED_PRECONDITION  e.g. deleting a network a service uses
@@ -28,7 +29,9 @@ from berth.errors import (
     TemporaryError,
     UserError,
 )
-from berth.etcd.errors import EtcdError
+from berth.etcd.errors import EtcdError, EtcdUnavailable
+
+PART_KEY = "berth-unreachable"
 
 
 class NodeUnavailable(TemporaryError):
@@ -45,6 +48,29 @@ class AgentRejected(PermanentError):
     def __init__(self, message: str, code: grpc.StatusCode) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the first error of type ``kind`` in its ``raise ... from`` chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def describe(exc: BerthError, etcd_endpoint: str) -> tuple[grpc.StatusCode, str, str]:
+    """(status code, one-line details, unreachable part or "") for ``exc``."""
+    etcd_down = _cause(exc, EtcdUnavailable)
+    if etcd_down is not None:
+        return (grpc.StatusCode.UNAVAILABLE,
+                f"the controller cannot reach etcd at {etcd_endpoint}: {etcd_down}", "etcd")
+    if _cause(exc, NodeUnavailable) is not None:
+        return grpc.StatusCode.UNAVAILABLE, str(exc), "agent"
+    return grpc_status(exc), str(exc), ""
 
 
 def grpc_status(exc: BerthError) -> grpc.StatusCode:

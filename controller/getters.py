@@ -5,7 +5,9 @@ lease-bound record exists; NotReady when only assignments still name them),
 services (desired + running replicas), containers (assignments joined with the
 agents' status; unplaced replicas appear as "pending" with the scheduler's
 reason, or the IPAM's when no address is left) and networks (desired + VNI +
-endpoint count).
+endpoint count). A record that cannot be processed (ClusterState.invalid) is listed
+too, as Invalid with the reason in ``invalid``, so a poison pill is visible and the
+rest of the listing is unaffected.
 
 Containers carry ``generation`` (what the controller is rolling out) and
 ``observed_generation`` (what the assigned node's agent last reported), so
@@ -18,28 +20,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from berth import keyspace, kinds
 from berth.errors import NotFoundError, UserError
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerStatus
 from controller.ipam import AddressBook, AddressError, resolve, static_ips
 from controller.placement import plan
 from controller.state import ClusterState
 from protos import controller_pb2
 
-KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes",
-         "service": "services", "services": "services", "svc": "services",
-         "container": "containers", "containers": "containers", "ctr": "containers",
-         "network": "networks", "networks": "networks", "net": "networks"}
 
-
-def get(state: ClusterState, kind: str, name: str = "") -> controller_pb2.GetResponse:
-    canonical = KINDS.get(kind.lower())
+def get(
+    state: ClusterState, kind: str, name: str = "", limits: Limits = DEFAULT_LIMITS
+) -> controller_pb2.GetResponse:
+    canonical = kinds.resource(kind)
     if canonical is None:
         raise UserError(f'unknown kind "{kind}" (expected nodes, services, containers '
                         "or networks)")
     response = controller_pb2.GetResponse()
     builders: dict[str, Callable[[ClusterState], list[object]]] = {
-        "nodes": _nodes, "services": _services, "containers": _containers,
-        "networks": _networks,
+        "nodes": _nodes, "services": _services,
+        "containers": lambda s: _containers(s, limits), "networks": _networks,
     }
     items = builders[canonical](state)
     if name:
@@ -60,6 +61,8 @@ def _nodes(state: ClusterState) -> list[object]:
             address=record.address if record else "",
             agent_addr=record.agent_addr if record else "",
             containers=state.containers_on(name)))
+    for bad in state.invalid_of("Node"):
+        out.append(controller_pb2.Node(name=bad.name, status="Invalid", invalid=bad.reason))
     return out
 
 
@@ -74,15 +77,21 @@ def _state_of(status: ContainerStatus | None) -> str:
 
 
 def _services(state: ClusterState) -> list[object]:
-    return [controller_pb2.Service(
+    out: list[controller_pb2.Service] = [controller_pb2.Service(
         name=name, image=svc.doc.spec.image, replicas=svc.doc.spec.replicas,
         running=_running(state, name), spec_json=svc.doc.to_json().decode())
-        for name, svc in sorted(state.services.items())]
+        for name, svc in state.services.items()]
+    out += [controller_pb2.Service(name=bad.name, invalid=bad.reason)
+            for bad in state.invalid_of("Service")]
+    out.sort(key=lambda s: s.name)
+    return list(out)
 
 
-def _containers(state: ClusterState) -> list[object]:
+def _containers(state: ClusterState, limits: Limits) -> list[object]:
     out: list[controller_pb2.Container] = []
-    pending, rollout = _unplaced(state)
+    pending, rollout = _unplaced(state, limits)
+    bad_status = {b.name: b.reason for b in state.invalid_of("Container")
+                  if b.key.startswith(keyspace.STATUS)}
     for assignment in state.assignments:
         spec = assignment.spec
         status = state.statuses.get(spec.name)
@@ -104,11 +113,13 @@ def _containers(state: ClusterState) -> list[object]:
                 ctr.observed_generation = status.generation
         if problem:
             ctr.error = "; ".join(e for e in (problem, ctr.error) if e)
+        _mark_invalid(ctr, status, bad_status.pop(spec.name, ""))
         for att in spec.networks:
             if att.ip:
                 ctr.networks[att.network].ip = att.ip
             ctr.networks[att.network].mac = att.mac
         out.append(ctr)
+    out += _invalid_containers(state, bad_status)
     out += _removing(state, {c.name for c in out} | set(pending))
     for name, reason in pending.items():
         service = name.rsplit("-", 1)[0]
@@ -133,14 +144,37 @@ def _removing(state: ClusterState, listed: set[str]) -> list[controller_pb2.Cont
     ]
 
 
-def _unplaced(state: ClusterState) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
+def _mark_invalid(ctr: controller_pb2.Container, status: ContainerStatus | None,
+                  bad_status: str) -> None:
+    """An agent that cannot process the assignment says so in its status (state invalid)."""
+    reason = bad_status or (status.error if status and status.state == "invalid" else "")
+    if reason:
+        ctr.state = "invalid"
+        ctr.invalid = ctr.error = reason
+
+
+def _invalid_containers(state: ClusterState, bad_status: dict[str, str]
+                        ) -> list[controller_pb2.Container]:
+    """Assignments that do not parse, and unparseable statuses of unassigned containers."""
+    rows = [controller_pb2.Container(name=b.name, node=b.node, state="invalid",
+                                     error=b.reason, invalid=b.reason)
+            for b in state.invalid_of("Container") if b.key.startswith(keyspace.ASSIGN)]
+    listed = {r.name for r in rows}
+    rows += [controller_pb2.Container(name=name, state="invalid", error=reason, invalid=reason)
+             for name, reason in sorted(bad_status.items()) if name not in listed]
+    return rows
+
+
+def _unplaced(
+    state: ClusterState, limits: Limits
+) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
     """What the scheduler has yet to write, as its next pass will decide it.
 
     Returns the unplaced replicas and why (no node, or no address), and for assigned
     containers whose spec is about to change: the generation being rolled out and,
     when the update cannot get an address, why it is stuck (the old spec keeps running).
     """
-    decided = plan(state.services, state.networks, state.nodes, state.assignments)
+    decided = plan(state.services, state.networks, state.nodes, state.assignments, limits)
     book = AddressBook.of(state.allocations)
     vnis = state.vnis.assignments()
     pending = dict(decided.pending)
@@ -171,8 +205,12 @@ def _replica_index(name: str) -> int:
 
 
 def _networks(state: ClusterState) -> list[object]:
-    return [controller_pb2.Network(
+    out: list[controller_pb2.Network] = [controller_pb2.Network(
         name=name, driver=net.spec.driver, subnet=net.spec.subnet,
         gateway=net.spec.gateway or "", endpoints=state.endpoints[name],
         vni=state.vnis.of(name))
-        for name, net in sorted(state.networks.items())]
+        for name, net in state.networks.items()]
+    out += [controller_pb2.Network(name=bad.name, invalid=bad.reason)
+            for bad in state.invalid_of("Network")]
+    out.sort(key=lambda n: n.name)
+    return list(out)

@@ -1,11 +1,19 @@
-"""Image archives held by the controller: load (store + record + push) and pull.
+"""Image archives held by the controller: load (store, push to every node, record) and pull.
 
 Called by server.py for ImageLoad and ImagePull. Archives (docker-save or OCI
-layout tars) are stored content-addressed as ``<state-dir>/images/<sha256>.tar``
-(written to a temporary file, then renamed). etcd only gets a small
-ImageRecord per reference: image bytes never go through etcd (1.5 MiB limit).
-After storing, the archive is pushed to every Ready node's agent concurrently;
-agents that join later pull it by reference with ImagePull.
+layout tars) are stored content-addressed as ``<state-dir>/images/<hex>.tar``
+(written to a temporary file, then renamed; the directory is root-only, 0700).
+etcd only gets a small ImageRecord per reference: image bytes never go through etcd
+(1.5 MiB limit). Every path is built from a parsed ``berth.digest.Digest`` and
+checked to stay inside the images directory; ImagePull's ``ref`` is parsed strictly.
+
+A load is atomic across the cluster: the archive is pushed to every node that is
+Ready when the load starts, and the ImageRecords are written only once all of them
+accepted it. If one refused or could not be reached, nodes that accepted are rolled
+back (ImageRemove untags what they loaded; a tag they had before is fetched again on
+demand from the record still in etcd), no record is written, and the archive is
+deleted unless an existing record names the same digest. Nodes that join later pull
+by reference with ImagePull.
 
 File I/O, hashing and the tar scan run in worker threads (asyncio.to_thread): a
 large archive must not stall the scheduler and every other RPC on the event loop.
@@ -16,38 +24,88 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
+import logging
 import os
-import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import grpc
 
 from berth import keyspace
-from berth.errors import NotFoundError, UserError
+from berth.digest import Digest, store_path
+from berth.errors import NotFoundError, PermanentError, UserError
 from berth.etcd import Etcd3Client, txn
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.records import ImageRecord, NodeRecord
 from controller.errors import AgentRejected, NodeUnavailable
-from controller.proxy import agent_stub
-from protos import common_pb2
+from controller.imagerefs import archive_refs, normalise_ref
+from controller.proxy import agent_channel, agent_stub
+from protos import agent_pb2, common_pb2
 
+__all__ = ["ImageStore", "archive_refs", "normalise_ref", "read_chunks"]
+
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 PUSH_TIMEOUT = 600.0
+ROLLBACK_TIMEOUT = 30.0
+MAX_REF = 512
+DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class Pushed:
+    node: NodeRecord
+    refs: tuple[str, ...]     # as the agent named them, for ImageRemove
 
 
 class ImageStore:
-    def __init__(self, etcd: Etcd3Client, state_dir: Path) -> None:
+    def __init__(self, etcd: Etcd3Client, state_dir: Path,
+                 max_archive: int = MAX_ARCHIVE_BYTES) -> None:
         self._etcd = etcd
         self._dir = state_dir / "images"
+        self._max_archive = max_archive
+        self._ensure_dir()
 
-    def path(self, digest: str) -> Path:
-        return self._dir / f"{digest.removeprefix('sha256:')}.tar"
+    def _ensure_dir(self) -> None:
+        """Root-only, also for an existing install (chmod, not only mkdir's mode)."""
+        self._dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(self._dir, DIR_MODE)
 
-    async def receive(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[str, int]:
-        """Store a streamed archive; returns (``sha256:<hex>``, size)."""
+    def path(self, digest: Digest) -> Path:
+        return store_path(self._dir, digest, ".tar")
+
+    async def load(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[list[str], Digest]:
+        """Store, push to every Ready node, then record; all or nothing. Returns (refs, digest)."""
+        nodes = await self._ready_nodes()
+        try:
+            digest, size = await self.receive(frames)
+        except OSError as exc:   # disk full, read-only state dir: say so without a class name
+            raise PermanentError(f"image load: cannot store the archive on the controller: "
+                                 f"{exc.strerror or exc}") from exc
+        try:
+            refs = await asyncio.to_thread(archive_refs, self.path(digest))
+            if not refs:
+                raise UserError("image load: the archive names no image (no RepoTags in "
+                                "manifest.json and no ref.name annotation in index.json)")
+            await self._push_all(digest, nodes)
+            await self._etcd.transaction([], [
+                txn.put(keyspace.image(ref),
+                        ImageRecord(ref=ref, digest=str(digest), size=size).dumps())
+                for ref in refs])
+        except BaseException:
+            await asyncio.shield(self._forget(digest))
+            raise
+        return refs, digest
+
+    async def _ready_nodes(self) -> list[NodeRecord]:
+        listing = await self._etcd.get_prefix(keyspace.NODES)
+        return [NodeRecord.loads(value) for value, _ in listing.items]
+
+    async def receive(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[Digest, int]:
+        """Store a streamed archive, at most ``max_archive`` bytes; returns (digest, size)."""
         fd, tmp_name = await asyncio.to_thread(self._incoming)
         tmp = Path(tmp_name)
         digest, size = hashlib.sha256(), 0
@@ -56,51 +114,66 @@ class ImageStore:
                 async for frame in frames:
                     if frame.WhichOneof("frame") == "data":
                         size += len(frame.data)
+                        if size > self._max_archive:
+                            raise UserError(f"image load: the archive is larger than the "
+                                            f"limit of {self._max_archive} bytes")
                         await asyncio.to_thread(_append, out, digest, frame.data)
             if size == 0:
                 raise UserError("image load: the archive is empty")
-            name = f"sha256:{digest.hexdigest()}"
+            name = Digest(digest.hexdigest())
             await asyncio.to_thread(os.replace, tmp, self.path(name))
         finally:
             await asyncio.to_thread(_discard, tmp)
         return name, size
 
     def _incoming(self) -> tuple[int, str]:
-        self._dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir()
         return tempfile.mkstemp(dir=self._dir, prefix=".incoming-", suffix=".tar")
 
-    async def record(self, digest: str, size: int) -> list[str]:
-        """Write an ImageRecord for every reference the archive names."""
-        refs = await asyncio.to_thread(archive_refs, self.path(digest))
-        if not refs:
-            raise UserError("image load: the archive names no image (no RepoTags in "
-                            "manifest.json and no ref.name annotation in index.json)")
-        await self._etcd.transaction([], [
-            txn.put(keyspace.image(ref), ImageRecord(ref=ref, digest=digest, size=size).dumps())
-            for ref in refs])
-        return refs
+    async def _forget(self, digest: Digest) -> None:
+        """Delete an archive no ImageRecord names (a refused load leaves nothing behind)."""
+        try:
+            listing = await self._etcd.get_prefix(keyspace.IMAGES)
+            if any(ImageRecord.loads(v).digest == str(digest) for v, _ in listing.items):
+                return
+            await asyncio.to_thread(_discard, self.path(digest))
+        except Exception:
+            log.exception("image load: could not clean up archive %s", digest)
 
     async def find(self, ref: str) -> Path:
         """The stored archive for ``ref`` (a reference or a ``sha256:`` digest)."""
+        if len(ref) > MAX_REF:
+            raise UserError(f"image reference is longer than {MAX_REF} characters")
         if ref.startswith("sha256:"):
-            path = self.path(ref)
+            path = self.path(Digest.parse(ref, "image pull: ref"))
         else:
             raw, _ = await self._etcd.get(keyspace.image(normalise_ref(ref)))
             if raw is None:
                 raise NotFoundError(f'image "{ref}" not found on the controller')
-            path = self.path(ImageRecord.loads(raw).digest)
-        if not await asyncio.to_thread(path.exists):
+            path = self.path(Digest.parse(ImageRecord.loads(raw).digest, f"image {ref}"))
+        if not await asyncio.to_thread(path.is_file):
             raise NotFoundError(f'image "{ref}": archive {path.name} missing on this controller')
         return path
 
-    async def push(self, digest: str, nodes: Iterable[NodeRecord]) -> None:
-        """Send the archive to every node's agent at once; fail naming the node that refused."""
+    async def _push_all(self, digest: Digest, nodes: list[NodeRecord]) -> None:
+        """Push to every node at once; on any failure untag it on those that accepted."""
         path = self.path(digest)
         results = await asyncio.gather(*(_push_one(path, node) for node in nodes),
                                        return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        accepted = [r for r in results if isinstance(r, Pushed)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return
+        await asyncio.shield(asyncio.gather(*(_rollback(p) for p in accepted),
+                                            return_exceptions=True))
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more nodes)" if len(failed) > 1 else ""
+        message = f"{first}{more}; the image was not loaded on any node"
+        if isinstance(first, AgentRejected):
+            raise AgentRejected(message, first.code) from first
+        if isinstance(first, NodeUnavailable):
+            raise NodeUnavailable(message) from first
+        raise first
 
 
 def _append(out: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
@@ -121,70 +194,31 @@ async def read_chunks(path: Path) -> AsyncIterator[common_pb2.ImageChunk]:
             yield common_pb2.ImageChunk(data=chunk)
 
 
-async def _push_one(path: Path, node: NodeRecord) -> None:
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+async def _push_one(path: Path, node: NodeRecord) -> Pushed:
+    async with agent_channel(node) as channel:
         stub = agent_stub(channel)
         try:
-            await stub.ImageLoad(read_chunks(path), timeout=PUSH_TIMEOUT)
+            resp = await stub.ImageLoad(read_chunks(path), timeout=PUSH_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise NodeUnavailable(f"image load: node {node.name}: agent at "
-                                      f"{node.agent_addr} is unreachable: {exc.details()}") from exc
+                                      f"{node.agent_addr} is unreachable: "
+                                      f"{_one_line(exc.details())}") from exc
             raise AgentRejected(f"image load: node {node.name} rejected the image: "
-                                f"{exc.details()}", exc.code()) from exc
+                                f"{_one_line(exc.details())}", exc.code()) from exc
+    return Pushed(node, tuple(resp.refs))
 
 
-def normalise_ref(ref: str) -> str:
-    """``busybox`` -> ``busybox:latest``; refs with a tag or digest are kept."""
-    last = ref.rsplit("/", 1)[-1]
-    return ref if (":" in last or "@" in ref) else f"{ref}:latest"
-
-
-def archive_refs(path: Path) -> list[str]:
-    """The image references a docker-save or OCI-layout tar names."""
+async def _rollback(pushed: Pushed) -> None:
+    """Untag what one node loaded; a failure is logged (the node re-pulls on demand)."""
     try:
-        with tarfile.open(path) as tar:
-            names = set(tar.getnames())
-            if "manifest.json" in names:
-                return _docker_refs(_read_json(tar, "manifest.json"))
-            if "index.json" in names:
-                return _oci_refs(_read_json(tar, "index.json"))
-    except tarfile.ReadError as exc:
-        raise UserError(
-            "image load: not a tar archive (expected docker-save or OCI layout)"
-        ) from exc
-    except (tarfile.TarError, ValueError, KeyError) as exc:
-        # tarfile's messages can span lines; the person gets one.
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"image load: not a docker-save or OCI layout tar: {first}") from exc
-    raise UserError("image load: not a docker-save or OCI layout tar "
-                    "(neither manifest.json nor index.json found)")
-
-
-def _read_json(tar: tarfile.TarFile, name: str) -> object:
-    member = tar.extractfile(name)
-    if member is None:
-        raise ValueError(f"{name} is not a file")
-    return json.loads(member.read())
-
-
-def _docker_refs(manifest: object) -> list[str]:
-    if not isinstance(manifest, list):
-        raise ValueError("manifest.json is not a list")
-    refs = [tag for entry in manifest if isinstance(entry, dict)
-            for tag in entry.get("RepoTags") or [] if isinstance(tag, str)]
-    return sorted({normalise_ref(r) for r in refs})
-
-
-def _oci_refs(index: object) -> list[str]:
-    if not isinstance(index, dict):
-        raise ValueError("index.json is not an object")
-    refs = []
-    for desc in index.get("manifests") or []:
-        notes = desc.get("annotations") or {} if isinstance(desc, dict) else {}
-        # containerd/docker write the full name separately; ref.name may be only a tag.
-        name = (notes.get("io.containerd.image.name")
-                or notes.get("org.opencontainers.image.ref.name"))
-        if isinstance(name, str) and name:
-            refs.append(normalise_ref(name))
-    return sorted(set(refs))
+        async with agent_channel(pushed.node) as channel:
+            await agent_stub(channel).ImageRemove(
+                agent_pb2.ImageRemoveRequest(refs=list(pushed.refs)), timeout=ROLLBACK_TIMEOUT)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("image load: rollback on node %s failed: %s", pushed.node.name,
+                    _one_line(exc.details()))

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import grpc
+from pydantic import ValidationError
 
-from berth import keyspace
-from berth.errors import NotFoundError
+from berth import grpcopts, keyspace
+from berth.errors import NotFoundError, PermanentError
 from berth.etcd import Etcd3Client
-from berth.records import ContainerSpec, NodeRecord
+from berth.records import ContainerSpec, NodeRecord, load_error
 from controller.errors import AgentRejected, NodeUnavailable
 from protos import agent_pb2_grpc, common_pb2
 
@@ -32,12 +33,21 @@ def agent_stub(channel: grpc.aio.Channel) -> Any:
     return agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
 
 
+def agent_channel(node: NodeRecord) -> grpc.aio.Channel:
+    """The one way the controller dials an agent: its advertised address, bounded messages."""
+    return grpc.aio.insecure_channel(node.agent_addr, options=grpcopts.channel_options())
+
+
 async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, NodeRecord]:
     """The container's assignment and its node; NOT_FOUND / UNAVAILABLE otherwise."""
     listing = await etcd.get_prefix(keyspace.ASSIGN)
     for value, meta in listing.items:
         if keyspace.last_segment(meta.key) == container:
-            spec = ContainerSpec.loads(value)
+            try:
+                spec = ContainerSpec.loads(value)
+            except ValidationError as exc:
+                raise PermanentError(f'container "{container}": its assignment is invalid: '
+                                     f"{load_error(exc)}") from exc
             break
     else:
         raise NotFoundError(f'container "{container}" not found (not assigned to any node)')
@@ -45,14 +55,18 @@ async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, Node
     if raw is None:
         raise NodeUnavailable(f'container "{container}": node "{spec.node}" is not Ready '
                               "(its agent is down or lost its lease)")
-    return spec, NodeRecord.loads(raw)
+    try:
+        return spec, NodeRecord.loads(raw)
+    except ValidationError as exc:
+        raise PermanentError(f'container "{container}": the record of node "{spec.node}" '
+                             f"is invalid: {load_error(exc)}") from exc
 
 
 async def exec_(
     etcd: Etcd3Client, request: common_pb2.ExecRequest
 ) -> AsyncIterator[common_pb2.ExecOutput]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+    async with agent_channel(node) as channel:
         call = agent_stub(channel).Exec(request)
         async for frame in _relay(call, node):
             yield frame
@@ -62,7 +76,7 @@ async def logs(
     etcd: Etcd3Client, request: common_pb2.LogsRequest
 ) -> AsyncIterator[common_pb2.LogEntry]:
     _, node = await locate(etcd, request.container)
-    async with grpc.aio.insecure_channel(node.agent_addr) as channel:
+    async with agent_channel(node) as channel:
         call = agent_stub(channel).Logs(request)
         async for frame in _relay(call, node):
             yield frame
@@ -74,8 +88,8 @@ async def _relay(call: grpc.aio.UnaryStreamCall[object, T], node: NodeRecord) ->
             yield frame
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            raise NodeUnavailable(f"node {node.name}: agent at {node.agent_addr} is "
-                                  f"unreachable: {exc.details()}") from exc
+            raise NodeUnavailable(f"cannot reach the agent of node {node.name} at "
+                                  f"{node.agent_addr}: {exc.details()}") from exc
         raise AgentRejected(exc.details() or exc.code().name, exc.code()) from exc
     finally:
         call.cancel()   # the client went away: stop the agent side too

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from berth import keyspace
 from berth.errors import TemporaryError
 from berth.etcd import Etcd3Client, Listing, txn
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerSpec
+from berth.retry import Backoff
 from controller import vni
 from controller.ipam import AddressBook, AddressError, orphans, resolve, static_ips
 from controller.placement import Assignment, Create, Plan, Remove, Update, plan
@@ -61,8 +63,9 @@ class _Write:
 
 
 class Scheduler:
-    def __init__(self, etcd: Etcd3Client) -> None:
+    def __init__(self, etcd: Etcd3Client, limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
+        self.limits = limits
         self._wake = asyncio.Event()
         self.passes = 0
         self.last_plan: Plan | None = None
@@ -73,7 +76,7 @@ class Scheduler:
     async def run(self) -> None:
         """Run passes until cancelled; errors (etcd outages too) are retried, not raised."""
         resync = True
-        failures = 0
+        retry = Backoff(ERROR_BACKOFF, MAX_BACKOFF)
         watchers: list[asyncio.Task[None]] = []
         try:
             while True:
@@ -85,15 +88,14 @@ class Scheduler:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    failures += 1
-                    delay = backoff(failures)
-                    _log_failure(exc, failures, delay)
+                    delay = retry.failed()
+                    _log_failure(exc, retry.failures, delay)
                     resync = True
                     await asyncio.sleep(delay)
                     continue
-                if failures:
-                    log.info("scheduler recovered after %d failed attempts", failures)
-                    failures = 0
+                if retry.failures:
+                    log.info("scheduler recovered after %d failed attempts", retry.failures)
+                    retry.succeeded()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RESYNC_INTERVAL)
         finally:
@@ -136,7 +138,10 @@ class Scheduler:
         if await vni.reconcile(self._etcd, state.networks, state.network_revisions,
                                state.vnis):
             state = await read_state(self._etcd)
-        decided = plan(state.services, state.networks, state.nodes, state.assignments)
+        decided = plan(state.services, state.networks, state.nodes, state.assignments,
+                       self.limits)
+        for service, reason in sorted(decided.invalid.items()):
+            log.warning("service %s is invalid and skipped: %s", service, reason)
         writer = _PassWriter(self._etcd, state, decided)
         lost = await writer.write_all()
         for container, reason in sorted(decided.pending.items()):
@@ -296,11 +301,6 @@ class _PassWriter:
                                                  [txn.delete(ep.key)])
             if ok:
                 log.info("deleted stale endpoint %s", ep.key)
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` failed passes in a row (1, 2, 4, ... capped)."""
-    return min(ERROR_BACKOFF * (1 << min(failures - 1, 16)), MAX_BACKOFF)
 
 
 def _log_failure(exc: Exception, failures: int, delay: float) -> None:

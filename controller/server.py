@@ -3,8 +3,9 @@
 Built by main.py; tests start it with ``start_server``. Each RPC delegates:
 Apply/Delete to store.py, Get to state.py + placement.py, Exec/Logs to
 proxy.py, ImageLoad/ImagePull to images.py. Errors become gRPC statuses in one
-place (``_status``, via controller.errors.grpc_status) with ``str(exc)`` as the
-details: one line clusterctl prints as is.
+place (``_status``, via controller.errors.describe) with a one-line message as the
+details, which clusterctl prints as is; a failure to reach etcd or an agent also says
+which part in the trailing metadata. Message sizes are bounded by berth.grpcopts.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from berth import grpcopts
 from berth.errors import BerthError, UserError
 from berth.etcd import Etcd3Client
+from berth.limits import DEFAULT_LIMITS, Limits
 from controller import getters, proxy, store
-from controller.errors import grpc_status
+from controller.errors import PART_KEY, describe
 from controller.images import ImageStore, read_chunks
 from controller.scheduler import Scheduler
 from controller.state import read_state
@@ -34,9 +37,11 @@ SERVICE_NAME = "berth.v1.Controller"
 AioHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
 
-async def _status(context: Context, exc: Exception) -> NoReturn:
+async def _status(context: Context, exc: Exception, etcd_endpoint: str) -> NoReturn:
     if isinstance(exc, BerthError):
-        await context.abort(grpc_status(exc), str(exc))
+        code, details, part = describe(exc, etcd_endpoint)
+        metadata = ((PART_KEY, part),) if part else ()
+        await context.abort(code, details, trailing_metadata=metadata)
     log.exception("internal error", exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
@@ -47,10 +52,12 @@ def _results(items: list[store.Applied]) -> list[controller_pb2.AppliedObject]:
 
 
 class ControllerService(controller_pb2_grpc.ControllerServicer):
-    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None) -> None:
+    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
         self._images = images
         self._scheduler = scheduler
+        self._limits = limits
 
     async def Apply(
         self, request: controller_pb2.ApplyRequest, context: Context
@@ -58,9 +65,10 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         try:
             text = _decode(request.source, request.manifest)
             applied, revision = await store.apply(self._etcd, request.source or "manifest",
-                                                  text, dry_run=request.dry_run)
+                                                  text, dry_run=request.dry_run,
+                                                  limits=self._limits)
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
         if self._scheduler is not None and not request.dry_run:
             self._scheduler.wake()
         return controller_pb2.ApplyResponse(objects=_results(applied), revision=revision)
@@ -79,16 +87,17 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
             else:
                 raise UserError("delete needs KIND and NAME, or a manifest")
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
         return controller_pb2.DeleteResponse(objects=_results(deleted))
 
     async def Get(
         self, request: controller_pb2.GetRequest, context: Context
     ) -> controller_pb2.GetResponse:
         try:
-            return getters.get(await read_state(self._etcd), request.kind, request.name)
+            return getters.get(await read_state(self._etcd), request.kind, request.name,
+                               self._limits)
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
 
     async def Exec(
         self, request: common_pb2.ExecRequest, context: Context
@@ -97,7 +106,7 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
             async for frame in proxy.exec_(self._etcd, request):
                 yield frame
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
 
     async def Logs(
         self, request: common_pb2.LogsRequest, context: Context
@@ -106,20 +115,17 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
             async for frame in proxy.logs(self._etcd, request):
                 yield frame
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
 
     async def ImageLoad(
         self, request_iterator: AsyncIterator[common_pb2.ImageChunk],
         context: Context,
     ) -> common_pb2.ImageLoadResponse:
         try:
-            digest, size = await self._images.receive(request_iterator)
-            refs = await self._images.record(digest, size)
-            state = await read_state(self._etcd)
-            await self._images.push(digest, state.nodes.values())
+            refs, digest = await self._images.load(request_iterator)
         except Exception as exc:
-            await _status(context, exc)
-        return common_pb2.ImageLoadResponse(refs=refs, digest=digest)
+            await _status(context, exc, self._etcd.endpoint)
+        return common_pb2.ImageLoadResponse(refs=refs, digest=str(digest))
 
     async def ImagePull(
         self, request: controller_pb2.ImagePullRequest,
@@ -130,7 +136,7 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
             async for chunk in read_chunks(path):
                 yield chunk
         except Exception as exc:
-            await _status(context, exc)
+            await _status(context, exc, self._etcd.endpoint)
 
 
 def _decode(source: str, raw: bytes) -> str:
@@ -153,10 +159,16 @@ class RunningServer:
 
 async def start_server(
     etcd: Etcd3Client, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
+    limits: Limits | None = None,
 ) -> RunningServer:
-    """Bind ``listen`` (``HOST:0`` picks a free port) and start serving."""
-    server = grpc.aio.server()
-    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler)
+    """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
+
+    ``limits`` default to the scheduler's, so Get explains pending containers as it does.
+    """
+    server = grpc.aio.server(options=grpcopts.server_options())
+    if limits is None:
+        limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
+    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
     controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
         service, server)
     health_servicer = AioHealthServicer()

@@ -2,8 +2,12 @@
 
 Called by scheduler.py (every pass) and server.py (Get, Exec/Logs lookups). All
 prefixes are read in one transaction so the pieces agree with each other at one
-revision. A record that does not parse is skipped with a warning rather than
-stopping the scheduler: one bad key must not freeze the cluster.
+revision.
+
+A record that does not parse (a poison pill: garbage or a schema-invalid document
+written into etcd behind the API) is skipped rather than stopping the scheduler, and
+kept in ``ClusterState.invalid`` with the reason so that ``get`` shows it as Invalid.
+Each bad key is logged once per version, not on every pass.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from berth import keyspace
 from berth.errors import ManifestError
 from berth.etcd import Etcd3Client, Listing, txn
 from berth.manifest import NetworkDocument, ServiceDocument, parse_document
-from berth.records import ContainerSpec, ContainerStatus, Endpoint, NodeRecord
+from berth.records import ContainerSpec, ContainerStatus, Endpoint, NodeRecord, load_error
 from controller.ipam import Allocation, parse_allocations
 from controller.placement import Assignment, DesiredService
 from controller.vni import VniTable
@@ -53,6 +57,31 @@ class EndpointKey:
 
 
 @dataclass(frozen=True)
+class InvalidObject:
+    """A key the controller cannot process, and why (one line, no class names)."""
+
+    kind: str           # Service | Network | Node | Container
+    name: str
+    key: str
+    reason: str
+    node: str = ""      # for a container: the node its assignment or status names
+
+
+# key -> mod revision already logged: a poison pill is reported once, not every pass.
+_logged: dict[str, int] = {}
+
+
+def _report(found: list[InvalidObject], revisions: dict[str, int]) -> None:
+    for bad in found:
+        if _logged.get(bad.key) != revisions[bad.key]:
+            log.warning("skipping invalid %s %s (%s): %s", bad.kind.lower(), bad.name,
+                        bad.key, bad.reason)
+            _logged[bad.key] = revisions[bad.key]
+    for key in set(_logged) - set(revisions):
+        del _logged[key]
+
+
+@dataclass(frozen=True)
 class ClusterState:
     revision: int
     services: dict[str, DesiredService] = field(default_factory=dict)
@@ -65,6 +94,10 @@ class ClusterState:
     endpoint_keys: list[EndpointKey] = field(default_factory=list)
     allocations: list[Allocation] = field(default_factory=list)   # /berth/ipam/
     vnis: VniTable = field(default_factory=VniTable)
+    invalid: list[InvalidObject] = field(default_factory=list)
+
+    def invalid_of(self, kind: str) -> list[InvalidObject]:
+        return [i for i in self.invalid if i.kind == kind]
 
     def assignment(self, container: str) -> Assignment | None:
         return next((a for a in self.assignments if a.spec.name == container), None)
@@ -81,12 +114,26 @@ async def read_state(etcd: Etcd3Client) -> ClusterState:
         raise RuntimeError("etcd answered a read-only transaction without its listings")
     services, networks, nodes, assign, status, endpoints, ipam, netstate, vni = listings
     state = ClusterState(revision=max(item.revision for item in listings))
+    revisions: dict[str, int] = {}
+
+    def bad(kind: str, key: str, mod_revision: int, reason: str, node: str = "") -> None:
+        state.invalid.append(InvalidObject(kind, keyspace.last_segment(key), key, reason, node))
+        revisions[key] = mod_revision
+
     for value, meta in services.items:
-        doc = _parse("Service", value, meta.key)
+        try:
+            doc = parse_document("Service", value)
+        except ManifestError as exc:
+            bad("Service", meta.key, meta.mod_revision, _manifest_reason(exc))
+            continue
         if isinstance(doc, ServiceDocument):
             state.services[doc.name] = DesiredService(doc, meta.mod_revision)
     for value, meta in networks.items:
-        net = _parse("Network", value, meta.key)
+        try:
+            net = parse_document("Network", value)
+        except ManifestError as exc:
+            bad("Network", meta.key, meta.mod_revision, _manifest_reason(exc))
+            continue
         if isinstance(net, NetworkDocument):
             state.networks[net.name] = net
             state.network_revisions[net.name] = meta.mod_revision
@@ -94,26 +141,28 @@ async def read_state(etcd: Etcd3Client) -> ClusterState:
         try:
             state.nodes[keyspace.last_segment(meta.key)] = NodeRecord.loads(value)
         except ValidationError as exc:
-            log.warning("skipping unreadable node record %s: %s", meta.key, exc)
+            bad("Node", meta.key, meta.mod_revision, f"node record: {load_error(exc)}")
     for value, meta in assign.items:
+        node = meta.key.removeprefix(keyspace.ASSIGN).split("/", 1)[0]
         try:
             spec = ContainerSpec.loads(value)
         except ValidationError as exc:
-            log.warning("skipping unreadable assignment %s: %s", meta.key, exc)
+            bad("Container", meta.key, meta.mod_revision, f"assignment: {load_error(exc)}",
+                node)
             continue
-        node = meta.key.removeprefix(keyspace.ASSIGN).split("/", 1)[0]
         state.assignments.append(Assignment(node, spec, meta.mod_revision))
     for value, meta in status.items:
         try:
             state.statuses[keyspace.last_segment(meta.key)] = ContainerStatus.loads(value)
         except ValidationError as exc:
-            log.warning("skipping unreadable status %s: %s", meta.key, exc)
+            bad("Container", meta.key, meta.mod_revision, f"status: {load_error(exc)}")
     for value, meta in endpoints.items:
         network, _, container = meta.key.removeprefix(keyspace.ENDPOINTS).partition("/")
         state.endpoints[network] += 1
         state.endpoint_keys.append(EndpointKey(network, container, _endpoint_node(value),
                                                meta.mod_revision))
     state.allocations.extend(parse_allocations(ipam))
+    _report(state.invalid, revisions)
     return replace(state, vnis=VniTable.parse(netstate, vni))
 
 
@@ -124,9 +173,7 @@ def _endpoint_node(value: bytes) -> str:
         return ""
 
 
-def _parse(kind: str, value: bytes, key: str) -> NetworkDocument | ServiceDocument | None:
-    try:
-        return parse_document(kind, value)
-    except ManifestError as exc:
-        log.warning("skipping unreadable desired %s %s: %s", kind, key, exc)
-        return None
+def _manifest_reason(exc: ManifestError) -> str:
+    # parse_document says "stored Service: PATH: problem"; the row already names the kind.
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("stored ") and ": " in text else text

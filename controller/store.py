@@ -14,6 +14,15 @@ guards the whole service range (no service key written after the read), not only
 the services it saw: otherwise an Apply creating a new service on the network
 could commit in between and leave that service attached to nothing.
 
+Parsing runs on a worker thread (asyncio.to_thread): berth.yamlsafe bounds its work, and
+the event loop keeps answering Get and the scheduler meanwhile. Limits (max replicas,
+name lengths) come from the controller's flags (berth.limits).
+
+A new network's subnet must not overlap any Ready node's own addresses or non-default
+routes (NodeRecord.addresses/routes, reported by the agents): a container would take a
+host's address or hide a route. Nodes that join later with an overlapping address are
+the scheduler's business (placement.py keeps the network's containers off them).
+
 Overlay networks get their VNI (vni.py) in the Apply transaction that creates
 them (or that re-applies one found without a VNI) and lose it in the Delete
 transaction that removes them.
@@ -21,16 +30,19 @@ transaction that removes them.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from berth import keyspace
+from berth import keyspace, kinds
 from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
 from berth.etcd import Etcd3Client, KVMeta, Listing, txn
 from berth.etcd.model import prefix_range_end
+from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest import (
     Document,
     NetworkDocument,
@@ -38,13 +50,17 @@ from berth.manifest import (
     load_manifest,
     parse_document,
 )
+from berth.records import NodeRecord
 from controller import vni
 from controller.errors import InUseError
 from protos.etcd import rpc_pb2
 
+log = logging.getLogger(__name__)
+
 ATTEMPTS = 5
-KINDS = {"service": "Service", "services": "Service", "svc": "Service",
-         "network": "Network", "networks": "Network", "net": "Network"}
+# All of one Apply goes into one etcd transaction, and etcd refuses requests over 1.5 MiB
+# by default (--max-request-bytes). Keys, compares and VNI writes need the rest.
+MAX_STORED_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,7 @@ class _RangeUnchanged(txn.Compare):
 
 def canonical_kind(kind: str) -> str:
     """``service``/``services``/``Service`` -> ``Service``; UserError for anything else."""
-    found = KINDS.get(kind.lower())
+    found = kinds.declared_kind(kind)
     if found is None:
         raise UserError(f'cannot delete kind "{kind}" (expected service or network)')
     return found
@@ -109,10 +125,11 @@ def _retrying() -> AsyncRetrying:
 
 
 async def apply(
-    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False
+    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[Applied], int]:
     """Validate ``text`` and write every document, or nothing. Returns results and revision."""
-    docs = load_manifest(source, text)
+    docs = await asyncio.to_thread(load_manifest, source, text, limits)
     async for attempt in _retrying():
         with attempt:
             return await _apply_once(etcd, source, docs, dry_run)
@@ -138,6 +155,10 @@ async def _apply_once(
             networks[name] = doc
     results: list[Applied] = []
     puts: list[txn.Op] = []
+    new_networks = [d for d, k in zip(docs, keys, strict=True)
+                    if isinstance(d, NetworkDocument) and current[k].value is None]
+    if new_networks:
+        await _check_underlay(etcd, source, new_networks)
     for doc, key in zip(docs, keys, strict=True):
         _check_references(source, doc, networks)
         body = doc.to_json()
@@ -148,6 +169,7 @@ async def _apply_once(
         results.append(Applied(doc.kind, doc.name, action))
         if action != "unchanged":
             puts.append(txn.put(key, body))
+    _check_stored_size(source, docs, puts)
     if dry_run:
         return results, revision
     # A new overlay network gets its VNI in the same transaction: it never exists without one.
@@ -197,10 +219,54 @@ def _check_references(source: str, doc: Document, networks: dict[str, NetworkDoc
                                 f"of {subnet} (network {name})")
 
 
+def _check_stored_size(source: str, docs: Sequence[Document], puts: Sequence[txn.Op]) -> None:
+    """Refuse a file whose stored JSON would not fit in one etcd transaction.
+
+    The YAML bounds keep it near the file's size, but JSON escapes non-ASCII text
+    (``\\u00e9`` for a two-byte ``é``), so a file under 1 MiB can store more.
+    """
+    total = sum(len(op.value) for op in puts if isinstance(op, txn.Put))
+    if total > MAX_STORED_BYTES:
+        largest = max(docs, key=lambda d: len(d.to_json()))
+        raise ManifestError(
+            f"{source}: {largest.kind}/{largest.name}: the file's stored form is {total} "
+            f"bytes, more than the limit of {MAX_STORED_BYTES}; split it into several files")
+
+
+async def _check_underlay(
+    etcd: Etcd3Client, source: str, networks: Sequence[NetworkDocument]
+) -> None:
+    """Refuse a new network whose subnet collides with a Ready node's addresses or routes.
+
+    An existing network is not re-checked: its containers already run, and a node that
+    joined since is kept free of it by the scheduler.
+    """
+    # macvlan (not implemented yet) will be the exception: it may share its parent
+    # interface's LAN subnet, with IPAM skipping the nodes' addresses and the gateway.
+    listing = await etcd.get_prefix(keyspace.NODES)
+    nodes = []
+    for value, meta in listing.items:
+        try:
+            nodes.append(NodeRecord.loads(value))
+        except ValueError as exc:
+            log.warning("skipping unreadable node record %s: %s", meta.key, exc)
+    for doc in networks:
+        subnet = doc.spec.network()
+        for node in sorted(nodes, key=lambda n: n.name):
+            clash = node.overlap(subnet)
+            if clash is not None:
+                raise ManifestError(
+                    f"{source}: Network/{doc.name}: spec.subnet: {subnet} overlaps {clash}; "
+                    "pick a range that no node uses")
+
+
 def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> None:
     # Addresses already handed out and VXLAN state on every host depend on these;
     # Docker treats networks as immutable for the same reason.
-    old = parse_document("Network", old_raw)
+    try:
+        old = parse_document("Network", old_raw)
+    except ManifestError:
+        return      # replacing an invalid stored network is how it gets repaired
     assert isinstance(old, NetworkDocument)
     for name in ("driver", "subnet", "gateway"):
         before, after = getattr(old.spec, name), getattr(doc.spec, name)
@@ -221,8 +287,12 @@ async def delete(
 
 
 async def delete_manifest(etcd: Etcd3Client, source: str, text: str) -> list[Applied]:
-    """``delete -f``: every document of the file; absent ones are reported, not errors."""
-    docs = load_manifest(source, text)
+    """``delete -f``: every document of the file; absent ones are reported, not errors.
+
+    Without the replica and name limits: a file applied under larger limits (or before
+    them) must still be deletable.
+    """
+    docs = await asyncio.to_thread(load_manifest, source, text, None)
     return await delete(etcd, [(d.kind, d.name) for d in docs], must_exist=False)
 
 
@@ -246,7 +316,10 @@ async def _delete_once(
     for value, meta in services.items:
         if meta.key in doomed:
             continue
-        user = parse_document("Service", value)
+        try:
+            user = parse_document("Service", value)
+        except ManifestError:
+            continue    # an invalid stored service uses nothing (get shows it as Invalid)
         assert isinstance(user, ServiceDocument)
         for kind, name in refs:
             if kind == "Network" and name in user.spec.attachments():

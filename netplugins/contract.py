@@ -18,30 +18,16 @@ Nothing here imports pyroute2: the agent and tests can build these values withou
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NewType, Protocol
 
 import pydantic
 
+from berth.netaddr import mac_from_ip as mac_from_ip  # one definition, re-exported for drivers
 from netplugins.errors import ResultFormatError
 
 ContainerId = NewType("ContainerId", str)
-
-
-def mac_from_ip(ip: str) -> str:
-    """Docker's MAC for an IPv4 address: ``02:42`` then the four address bytes.
-
-    Deriving the MAC from the IP means a peer's neighbour and FDB entries are a function of
-    its IP alone: when an IP is released and reused, the old entries are already right, and a
-    stale MAC can never linger in a remote ARP cache. For IPv6 the last four bytes are used.
-    """
-    try:
-        packed = ipaddress.ip_address(ip).packed
-    except ValueError as exc:
-        raise ValueError(f"cannot derive a MAC: {ip!r} is not an IP address") from exc
-    return "02:42:" + ":".join(f"{b:02x}" for b in packed[-4:])
 
 
 @dataclass(frozen=True)
@@ -64,8 +50,9 @@ class Attachment:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
-    """A network as the drivers need it; built by the agent from the Network manifest."""
+class NetConf:
+    """A network as the drivers need it (CNI calls it the network configuration); built by
+    the agent from the Network manifest, whose model is berth.manifest.NetworkSpec."""
 
     name: str
     driver: str
@@ -129,15 +116,15 @@ class Driver(Protocol):
     """The CNI verbs. Implementations must be safe to call concurrently for different
     containers; the agent serialises calls for one container."""
 
-    async def add(self, att: Attachment, net: NetworkSpec) -> AttachResult:
+    async def add(self, att: Attachment, net: NetConf) -> AttachResult:
         """Create the interface; undo every partial step if any step fails."""
         ...
 
-    async def check(self, att: Attachment, net: NetworkSpec, prev: AttachResult) -> None:
+    async def check(self, att: Attachment, net: NetConf, prev: AttachResult) -> None:
         """Raise CheckFailedError naming what differs from ``prev``; return if all is in place."""
         ...
 
-    async def delete(self, att: Attachment, net: NetworkSpec, prev: AttachResult | None) -> None:
+    async def delete(self, att: Attachment, net: NetConf, prev: AttachResult | None) -> None:
         """Remove what ADD made. Idempotent and best-effort: missing pieces are not errors."""
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from netplugins.contract import Driver, HostContext, NetworkHost, NetworkSpec
+from netplugins.contract import Driver, HostContext, NetConf, NetworkHost
 from netplugins.errors import UnknownDriverError
 from netplugins.overlay.driver import OverlayDriver
 from netplugins.overlay.host import OverlayHost
@@ -19,7 +19,7 @@ from netplugins.overlay.host import OverlayHost
 @dataclass(frozen=True)
 class DriverEntry:
     make_driver: Callable[[HostContext], Driver]
-    make_host: Callable[[NetworkSpec, HostContext], NetworkHost] | None = None
+    make_host: Callable[[NetConf, HostContext], NetworkHost] | None = None
 
 
 DRIVERS: Mapping[str, DriverEntry] = {

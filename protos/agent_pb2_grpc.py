@@ -55,6 +55,11 @@ class AgentStub:
                 request_serializer=protos_dot_common__pb2.ImageChunk.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.ImageLoadResponse.FromString,
                 _registered_method=True)
+        self.ImageRemove = channel.unary_unary(
+                '/berth.v1.Agent/ImageRemove',
+                request_serializer=protos_dot_agent__pb2.ImageRemoveRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.ImageRemoveResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -84,6 +89,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImageRemove(self, request, context):
+        """Untag references (the controller rolls back a cluster-wide load that a node refused).
+        References that are not tagged are ignored; layers stay until pruned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +119,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ImageLoad,
                     request_deserializer=protos_dot_common__pb2.ImageChunk.FromString,
                     response_serializer=protos_dot_common__pb2.ImageLoadResponse.SerializeToString,
+            ),
+            'ImageRemove': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageRemove,
+                    request_deserializer=protos_dot_agent__pb2.ImageRemoveRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.ImageRemoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +234,33 @@ class Agent:
             '/berth.v1.Agent/ImageLoad',
             protos_dot_common__pb2.ImageChunk.SerializeToString,
             protos_dot_common__pb2.ImageLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageRemove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.Agent/ImageRemove',
+            protos_dot_agent__pb2.ImageRemoveRequest.SerializeToString,
+            protos_dot_agent__pb2.ImageRemoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,7 +52,7 @@ class ContainerNetwork(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., mac: _Optional[str] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("name", "service", "node", "state", "exit_code", "pid", "started_at", "finished_at", "error", "image", "networks", "generation", "observed_generation")
+    __slots__ = ("name", "service", "node", "state", "exit_code", "pid", "started_at", "finished_at", "error", "image", "networks", "generation", "observed_generation", "invalid")
     class NetworksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class Container(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
     name: str
     service: str
     node: str
@@ -86,51 +87,58 @@ class Container(_message.Message):
     networks: _containers.MessageMap[str, ContainerNetwork]
     generation: int
     observed_generation: int
-    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., image: _Optional[str] = ..., networks: _Optional[_Mapping[str, ContainerNetwork]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ...) -> None: ...
+    invalid: str
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., image: _Optional[str] = ..., networks: _Optional[_Mapping[str, ContainerNetwork]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., invalid: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "address", "status", "agent_addr", "containers")
+    __slots__ = ("name", "address", "status", "agent_addr", "containers", "invalid")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     status: str
     agent_addr: str
     containers: int
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[str] = ..., agent_addr: _Optional[str] = ..., containers: _Optional[int] = ...) -> None: ...
+    invalid: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[str] = ..., agent_addr: _Optional[str] = ..., containers: _Optional[int] = ..., invalid: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("name", "image", "replicas", "running", "spec_json")
+    __slots__ = ("name", "image", "replicas", "running", "spec_json", "invalid")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     replicas: int
     running: int
     spec_json: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., replicas: _Optional[int] = ..., running: _Optional[int] = ..., spec_json: _Optional[str] = ...) -> None: ...
+    invalid: str
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., replicas: _Optional[int] = ..., running: _Optional[int] = ..., spec_json: _Optional[str] = ..., invalid: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("name", "driver", "subnet", "vni", "endpoints", "gateway")
+    __slots__ = ("name", "driver", "subnet", "vni", "endpoints", "gateway", "invalid")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DRIVER_FIELD_NUMBER: _ClassVar[int]
     SUBNET_FIELD_NUMBER: _ClassVar[int]
     VNI_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
     name: str
     driver: str
     subnet: str
     vni: int
     endpoints: int
     gateway: str
-    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ..., endpoints: _Optional[int] = ..., gateway: _Optional[str] = ...) -> None: ...
+    invalid: str
+    def __init__(self, name: _Optional[str] = ..., driver: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ..., endpoints: _Optional[int] = ..., gateway: _Optional[str] = ..., invalid: _Optional[str] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("nodes", "services", "containers", "networks")

@@ -43,6 +43,7 @@ RESOLVER_PORT = 53
 _IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 _TCP_IDLE = 10.0
 _MAX_INFLIGHT = 100
+_TCP_MAX = 0xFFFF
 
 
 @dataclass(eq=False)
@@ -217,7 +218,9 @@ class DnsServer:
             # One bad query must not take the container's resolver down.
             log.exception("dns %s: failed to answer %s", listener.container, request.q.qname)
             reply = failure(request, RCODE.SERVFAIL)
-        return reply.pack() if tcp else pack_udp(reply, udp_limit(request))
+        # Over TCP the 2-byte length prefix caps a reply at 64 KiB: a service with
+        # thousands of replicas is truncated (TC set) rather than failing to frame.
+        return pack_udp(reply, _TCP_MAX if tcp else udp_limit(request))
 
     async def _forward(
         self, listener: _Listener, request: DNSRecord, data: bytes, *, tcp: bool

@@ -38,6 +38,7 @@ from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, wri
 from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
 from agent.runtime.execs import ExecProcess
 from agent.runtime.images import ImageStore
+from agent.runtime.layerstore import ensure_private_dir
 from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
 from agent.runtime.process import wait_pid
@@ -93,7 +94,8 @@ class Runtime:
                  log_limits: logrotate.LogLimits = logrotate.DEFAULT_LIMITS) -> None:
         self.state_dir = state_dir
         self.containers_dir = state_dir / "containers"
-        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(state_dir)   # root-only: container roots and image layers below
+        ensure_private_dir(self.containers_dir)
         self.runtime_root = runtime_root
         self.cgroup_parent = cgroup_parent
         self.log_limits = log_limits

@@ -41,7 +41,11 @@ class ImageNotFound(RuntimeFailure, NotFoundError):
 
 
 class ImageFormatError(RuntimeFailure):
-    """An image archive is malformed or unsafe."""
+    """An image archive is malformed or unsafe. The message is always one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()) if "\n" in message or "\r" in message
+                         else message)
 
 
 class ContainerNotFound(RuntimeFailure, NotFoundError):

@@ -2,41 +2,41 @@
 
 The agent calls ``ImageStore.load`` for docker-save and OCI-layout tars and the
 container runtime calls ``resolve`` to turn a spec's image name into layer
-directories for the overlay mount. Layout under the state dir::
+directories for the overlay mount. Layout under the state dir (all root-only, 0700)::
 
-    layers/<sha256 of uncompressed diff>/   one unpacked layer, shared by all images
-    configs/<sha256 of config>.json         image config blob; its digest is the image id
+    layers/<hex of diff_id>/                one unpacked layer, shared by all images
+    layers.json                             the layers whose unpack was verified
+    configs/<hex of config digest>.json     image config blob; its digest is the image id
     refs.json                               {"docker.io/library/busybox:latest": "sha256:..."}
 
-refs.json is rewritten atomically (temp file + rename) under an flock, so two
-processes loading images at once do not lose each other's tags.
+Archives are untrusted: imageformat.py parses them strictly (digests, sizes, counts) and
+every path here is built from a parsed ``Digest`` and checked to stay in its directory
+(berth.digest). A layer is present only if layerstore.py's record says so. refs.json is
+rewritten atomically (temp file + rename) under an flock, so two processes loading
+images at once do not lose each other's tags. Every failure is one ImageFormatError
+(or ImageNotFound / InvalidReference for lookups) with a one-line message.
 """
 
 from __future__ import annotations
 
 import builtins
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import tarfile
+import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.runtime import imageformat as fmt
 from agent.runtime.errors import ImageFormatError, ImageNotFound, InvalidReference
-from agent.runtime.layers import unpack_layer
+from agent.runtime.layerstore import LayerStore, ensure_private_dir
 from agent.runtime.reference import normalize
-
-REF_NAME = "org.opencontainers.image.ref.name"
-CONTAINERD_NAME = "io.containerd.image.name"
-_INDEX_TYPES = {
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-}
+from berth.digest import Digest, DigestError, PathEscapeError, store_path
 
 
 @dataclass(frozen=True)
@@ -53,29 +53,8 @@ class Image:
     user: str
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _strs(value: Any) -> tuple[str, ...] | None:
     return tuple(str(v) for v in value) if isinstance(value, list) else None
-
-
-def _read_member(tar: tarfile.TarFile, name: str) -> bytes:
-    try:
-        member = tar.extractfile(name[2:] if name.startswith("./") else name)
-    except KeyError as exc:
-        raise ImageFormatError(f"archive has no {name!r}") from exc
-    if member is None:
-        raise ImageFormatError(f"{name!r} in archive is not a file")
-    return member.read()
-
-
-def _json(raw: bytes, what: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ImageFormatError(f"{what} is not valid JSON: {exc}") from exc
 
 
 class ImageStore:
@@ -83,11 +62,12 @@ class ImageStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir
-        self.layers_dir = state_dir / "layers"
+        ensure_private_dir(state_dir)
         self.configs_dir = state_dir / "configs"
+        ensure_private_dir(self.configs_dir)
+        self.layers = LayerStore(state_dir, self._locked)
+        self.layers_dir = self.layers.dir
         self._refs_path = state_dir / "refs.json"
-        for d in (self.layers_dir, self.configs_dir):
-            d.mkdir(parents=True, exist_ok=True)
 
     # --- refs index -------------------------------------------------------------------
 
@@ -97,23 +77,31 @@ class ImageStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def _read_refs(self) -> dict[str, str]:
+    def _read_refs(self) -> dict[str, Digest]:
         try:
             data = json.loads(self._refs_path.read_bytes())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return {str(k): Digest.parse(v, f"refs.json: {k!r}") for k, v in data.items()}
         except FileNotFoundError:
             return {}
-        return {str(k): str(v) for k, v in data.items()}
+        except (ValueError, DigestError) as exc:
+            raise ImageFormatError(f"{self._refs_path}: corrupt: {exc}") from exc
 
-    def _write_refs(self, refs: dict[str, str]) -> None:
-        tmp = self._refs_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(refs, indent=1, sort_keys=True))
+    def _write_refs(self, refs: dict[str, Digest]) -> None:
+        tmp = self._refs_path.with_name(f".refs-{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps({k: str(v) for k, v in refs.items()}, indent=1,
+                                  sort_keys=True))
         os.replace(tmp, self._refs_path)
 
-    def _tag(self, tags: dict[str, str]) -> None:
+    def _tag(self, tags: dict[str, Digest]) -> None:
         with self._locked():
             refs = self._read_refs()
             refs.update(tags)
             self._write_refs(refs)
+
+    def _config_path(self, image_id: Digest) -> Path:
+        return store_path(self.configs_dir, image_id, ".json")
 
     # --- loading ---------------------------------------------------------------------
 
@@ -124,136 +112,101 @@ class ImageStore:
         """
         try:
             with tarfile.open(tar_path, mode="r:*") as tar:
-                names = set(tar.getnames())
+                names = fmt.member_names(tar)
                 if "manifest.json" in names:
-                    tags = self._load_docker(tar)
+                    sources = fmt.docker_images(tar)
                 elif "index.json" in names and "oci-layout" in names:
-                    tags = self._load_oci(tar)
+                    sources = fmt.oci_images(tar)
                 else:
                     raise ImageFormatError(
-                        f"{tar_path}: neither a docker-save (manifest.json) nor an OCI layout"
-                    )
-        except (tarfile.TarError, OSError) as exc:
-            raise ImageFormatError(f"{tar_path}: {exc}") from exc
-        self._tag({ref: image_id for ref, image_id in tags if ref != image_id})
+                        "not an image archive: neither a docker-save (manifest.json) "
+                        "nor an OCI layout (oci-layout and index.json)")
+                tags = [tag for src in sources for tag in self._store_image(tar, src)]
+        except (DigestError, PathEscapeError) as exc:
+            raise ImageFormatError(str(exc)) from exc
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ImageFormatError(f"image archive: {exc}") from exc
+        self._tag({ref: image_id for ref, image_id in tags if ref != str(image_id)})
         return [ref for ref, _ in tags]
 
-    def _store_image(self, tar: tarfile.TarFile, config_raw: bytes,
-                     layer_names: list[str]) -> str:
-        """Unpack missing layers and store the config; return the image id."""
-        config = _json(config_raw, "image config")
-        diff_ids = config.get("rootfs", {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_names):
-            raise ImageFormatError(
-                f"config lists {len(diff_ids)} diff_ids but the manifest {len(layer_names)} layers"
-            )
-        for name, diff_id in zip(layer_names, diff_ids, strict=True):
-            if (self.layers_dir / str(diff_id).partition(":")[2]).is_dir():
-                continue  # dedupe: this layer is already unpacked
-            blob = tar.extractfile(name)
-            if blob is None:
-                raise ImageFormatError(f"layer {name!r} is missing from the archive")
-            with blob:
-                unpack_layer(blob, self.layers_dir, str(diff_id))
-        image_id = _sha256(config_raw)
-        dest = self.configs_dir / f"{image_id.partition(':')[2]}.json"
+    def _store_image(self, tar: tarfile.TarFile,
+                     src: fmt.ImageSource) -> builtins.list[tuple[str, Digest]]:
+        """Unpack missing layers and store the config; return (ref, image id) pairs."""
+        config = fmt.parse_json(src.config_raw, src.what)
+        diff_ids = fmt.config_diff_ids(config, src.what)
+        if len(diff_ids) != len(src.layers):
+            raise ImageFormatError(f"{src.what} lists {len(diff_ids)} diff_ids but the "
+                                   f"manifest {len(src.layers)} layers")
+        for layer, diff_id in zip(src.layers, diff_ids, strict=True):
+            if self.layers.has(diff_id):
+                continue  # dedupe: this layer is recorded as unpacked and verified
+            with fmt.open_blob(tar, layer.member) as blob:
+                self.layers.ensure(blob, diff_id, layer.blob_digest)
+        image_id = Digest.of(src.config_raw)
+        dest = self._config_path(image_id)
         if not dest.exists():
-            tmp = dest.with_suffix(".tmp")
-            tmp.write_bytes(config_raw)
+            tmp = dest.with_name(f".{image_id.hex}-{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(src.config_raw)
             os.replace(tmp, dest)
-        return image_id
-
-    def _load_docker(self, tar: tarfile.TarFile) -> list[tuple[str, str]]:
-        manifest = _json(_read_member(tar, "manifest.json"), "manifest.json")
-        if not isinstance(manifest, list):
-            raise ImageFormatError("manifest.json is not a list")
-        tags: list[tuple[str, str]] = []
-        for entry in manifest:
-            config_raw = _read_member(tar, entry["Config"])
-            image_id = self._store_image(tar, config_raw, list(entry.get("Layers") or []))
-            repo_tags = entry.get("RepoTags") or []
-            tags.extend((normalize(t), image_id) for t in repo_tags)
-            if not repo_tags:
-                tags.append((image_id, image_id))
-        return tags
-
-    def _oci_blob(self, tar: tarfile.TarFile, digest: str) -> bytes:
-        algo, _, hexdigest = digest.partition(":")
-        raw = _read_member(tar, f"blobs/{algo}/{hexdigest}")
-        if _sha256(raw) != digest:
-            raise ImageFormatError(f"blob {digest} does not match its digest")
-        return raw
-
-    def _load_oci(self, tar: tarfile.TarFile) -> list[tuple[str, str]]:
-        index = _json(_read_member(tar, "index.json"), "index.json")
-        tags: list[tuple[str, str]] = []
-        for desc in index.get("manifests") or []:
-            annotations = desc.get("annotations") or {}
-            manifest = _json(self._oci_blob(tar, desc["digest"]), "OCI manifest")
-            while manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
-                manifest = _json(self._oci_blob(tar, self._pick_platform(manifest)), "manifest")
-            config_raw = self._oci_blob(tar, manifest["config"]["digest"])
-            layer_names = [
-                "blobs/{}/{}".format(*layer["digest"].split(":", 1))
-                for layer in manifest.get("layers") or []
-            ]
-            image_id = self._store_image(tar, config_raw, layer_names)
-            name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME)
+        tags = []
+        for name in src.names:
             try:
-                tags.append((normalize(name), image_id) if name else (image_id, image_id))
-            except InvalidReference:  # a bare tag like "1.0" with no repository
-                tags.append((image_id, image_id))
-        return tags
-
-    @staticmethod
-    def _pick_platform(index: dict[str, Any]) -> str:
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-        manifests = index.get("manifests") or []
-        for m in manifests:
-            platform = m.get("platform") or {}
-            if platform.get("os", "linux") == "linux" and platform.get("architecture") == arch:
-                return str(m["digest"])
-        if not manifests:
-            raise ImageFormatError("image index has no manifests")
-        return str(manifests[0]["digest"])
+                tags.append((normalize(name), image_id))
+            except InvalidReference as exc:
+                if not src.bare_tag_ok:
+                    raise ImageFormatError(f"manifest.json: RepoTags: {exc}") from exc
+                # OCI ref.name may be a bare tag like "1.0": the image stays untagged.
+        return tags or [(str(image_id), image_id)]
 
     # --- queries ---------------------------------------------------------------------
 
-    def _image_id(self, ref: str) -> tuple[str, str]:
+    def _image_id(self, ref: str) -> tuple[str, Digest]:
         if ref.startswith("sha256:"):
-            if (self.configs_dir / f"{ref[7:]}.json").exists():
-                return ref, ref
-            raise ImageNotFound(f"no such image: {ref}")
+            try:
+                image_id = Digest.parse(ref, "image id")
+            except DigestError as exc:
+                raise InvalidReference(str(exc)) from exc
+            if self._config_path(image_id).is_file():
+                return str(image_id), image_id
+            raise ImageNotFound(f"no such image: {image_id}")
         try:
             canonical = normalize(ref)
         except InvalidReference as exc:
-            raise ImageNotFound(f"no such image: {ref}") from exc
-        image_id = self._read_refs().get(canonical)
-        if image_id is None:
+            raise ImageNotFound(f"no such image: {ref[:80]!r}") from exc
+        found = self._read_refs().get(canonical)
+        if found is None:
             raise ImageNotFound(f"no such image: {ref}")
-        return canonical, image_id
+        return canonical, found
 
     def has(self, ref: str) -> bool:
+        """Whether ``ref`` resolves with every layer recorded (else the agent pulls it)."""
         try:
-            self._image_id(ref)
-        except ImageNotFound:
+            self.resolve(ref)
+        except (ImageNotFound, InvalidReference, ImageFormatError):
             return False
         return True
+
+    def _config(self, image_id: Digest, ref: str) -> dict[str, Any]:
+        try:
+            raw = self._config_path(image_id).read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageNotFound(f"image {ref}: config {image_id} is missing") from exc
+        return fmt.obj(fmt.parse_json(raw, f"config of {ref}"), f"config of {ref}")
 
     def resolve(self, ref: str) -> Image:
         """Return the image for ``ref`` (a name or a ``sha256:`` id) or raise ImageNotFound."""
         canonical, image_id = self._image_id(ref)
-        try:
-            raw = (self.configs_dir / f"{image_id.partition(':')[2]}.json").read_bytes()
-        except FileNotFoundError as exc:
-            raise ImageNotFound(f"image {ref}: config {image_id} is missing") from exc
-        config = _json(raw, f"config of {ref}")
-        run = config.get("config") or {}
-        layers = tuple(
-            self.layers_dir / str(d).partition(":")[2] for d in config["rootfs"]["diff_ids"]
-        )
+        config = self._config(image_id, ref)
+        diff_ids = fmt.config_diff_ids(config, f"config of {ref}")
+        recorded = self.layers.recorded()
+        missing = [d for d in diff_ids if d not in recorded or not self.layers.path(d).is_dir()]
+        if missing:
+            raise ImageNotFound(f"image {ref}: layer {missing[0]} is not in the store; "
+                                "load the image again")
+        run = config.get("config")
+        run = run if isinstance(run, dict) else {}
         return Image(
-            ref=canonical, id=image_id, layers=layers,
+            ref=canonical, id=str(image_id), layers=tuple(self.layers.path(d) for d in diff_ids),
             entrypoint=_strs(run.get("Entrypoint")), cmd=_strs(run.get("Cmd")),
             env=_strs(run.get("Env")) or (), workdir=str(run.get("WorkingDir") or ""),
             user=str(run.get("User") or ""),
@@ -271,18 +224,16 @@ class ImageStore:
             refs.pop(canonical, None)
             self._write_refs(refs)
         if image_id not in refs.values():
-            (self.configs_dir / f"{image_id.partition(':')[2]}.json").unlink(missing_ok=True)
+            self._config_path(image_id).unlink(missing_ok=True)
 
     def prune(self, in_use: set[Path] | None = None) -> builtins.list[Path]:
         """Remove layer dirs no stored config references and no caller holds; return them."""
-        keep = set(in_use or ())
+        keep: set[Digest] = set()
         for cfg in self.configs_dir.glob("*.json"):
-            diff_ids = _json(cfg.read_bytes(), str(cfg)).get("rootfs", {}).get("diff_ids", [])
-            keep.update(self.layers_dir / str(d).partition(":")[2] for d in diff_ids)
-        # Dot-names are unpacks in progress (layers.unpack_layer); never prune those.
-        removed = [
-            p for p in self.layers_dir.iterdir() if p not in keep and not p.name.startswith(".")
-        ]
-        for path in removed:
-            shutil.rmtree(path, ignore_errors=True)
-        return removed
+            try:
+                image_id = Digest.from_hex(cfg.name.removesuffix(".json"))
+                keep.update(fmt.config_diff_ids(self._config(image_id, str(image_id)),
+                                                str(cfg)))
+            except (DigestError, ImageFormatError, ImageNotFound):
+                continue  # not ours: it keeps nothing alive
+        return self.layers.prune(keep, set(in_use or ()))

@@ -11,6 +11,16 @@ Called by images.ImageStore.load for each layer it does not have yet. Design not
 - Nothing may be written outside the layer directory: names with ``..`` are
   rejected, and no entry may be created *through* a symlink (a symlink itself
   may point anywhere; it is only ever resolved inside the container's root).
+- setuid/setgid bits and file capabilities are kept, as Docker keeps them: the
+  store is root-only (0700 on the path, see images.py), so no host user can run
+  them; inside a container they are what the image asked for.
+- Device nodes are refused (Docker's builders never produce them, and a block
+  device in the store would be a door to the host's disks). The one exception is
+  the char device 0/0, overlayfs's own whiteout.
+- ``trusted.*`` xattrs are refused except ``trusted.overlay.opaque``: the others
+  steer overlayfs (redirect, origin, metacopy) and are not an image's business.
+- Every error is an ImageFormatError with one line; the uncompressed size of a
+  layer is bounded (berth.imagelimits.MAX_LAYER_BYTES) so a gzip bomb stops.
 """
 
 from __future__ import annotations
@@ -21,11 +31,13 @@ import os
 import shutil
 import stat
 import tarfile
-import uuid
+import zlib
 from pathlib import Path
 from typing import IO, cast
 
 from agent.runtime.errors import ImageFormatError
+from berth.digest import Digest
+from berth.imagelimits import MAX_LAYER_BYTES
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -34,16 +46,24 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class _HashingReader:
-    """A read-only stream that hashes what passes through it."""
+_MAX_ID = (1 << 32) - 2   # uid/gid 2**32-1 is "no id" to the kernel
 
-    def __init__(self, raw: IO[bytes]) -> None:
+
+class _HashingReader:
+    """A read-only stream that hashes and counts what passes through it, up to a bound."""
+
+    def __init__(self, raw: IO[bytes], limit: int | None = None) -> None:
         self._raw = raw
         self.sha = hashlib.sha256()
+        self.size = 0
+        self._limit = limit
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.sha.update(data)
+        self.size += len(data)
+        if self._limit is not None and self.size > self._limit:
+            raise ImageFormatError(f"layer is larger than {self._limit} bytes uncompressed")
         return data
 
     def drain(self) -> None:
@@ -141,7 +161,11 @@ class _Unpacker:
             os.setxattr(target, OPAQUE_XATTR, b"y")
             return
         if base.startswith(WHITEOUT_PREFIX):
-            path = self._parent(rel).with_name(base[len(WHITEOUT_PREFIX):])
+            hidden = base[len(WHITEOUT_PREFIX):]
+            if hidden in ("", ".", "..") or WHITEOUT_PREFIX + hidden != base:
+                # ".wh..." would name the parent of the layer directory itself.
+                raise ImageFormatError(f"layer entry {member.name!r} is not a valid whiteout")
+            path = self._parent(rel).with_name(hidden)
             self._clear(path)
             os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
             return
@@ -168,9 +192,11 @@ class _Unpacker:
             if os.path.islink(target.parent) or not os.path.lexists(target):
                 raise ImageFormatError(f"bad hardlink {member.name!r} -> {member.linkname!r}")
             os.link(target, path, follow_symlinks=False)
+        elif member.ischr() and (member.devmajor, member.devminor) == (0, 0):
+            os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))  # an overlay whiteout
         elif member.ischr() or member.isblk():
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+            raise ImageFormatError(f"layer entry {member.name!r} is a device node; "
+                                   "image layers may not contain devices")
         elif member.isfifo():
             os.mkfifo(path, 0o600)
         else:
@@ -179,13 +205,19 @@ class _Unpacker:
     def _metadata(self, member: tarfile.TarInfo, path: Path) -> None:
         if member.islnk():
             return  # a hard link shares the target's inode and metadata
+        if not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
+            raise ImageFormatError(f"layer entry {member.name!r} has an invalid owner")
         os.lchown(path, member.uid, member.gid)
         if not member.issym():
             os.chmod(path, member.mode & 0o7777)
         for key, value in member.pax_headers.items():
             if key.startswith("SCHILY.xattr."):
+                name = key[len("SCHILY.xattr."):]
                 raw = value.encode("utf-8", "surrogateescape")
-                os.setxattr(path, key[len("SCHILY.xattr."):], raw, follow_symlinks=False)
+                if name.startswith("trusted.") and (name, raw) != (OPAQUE_XATTR, b"y"):
+                    raise ImageFormatError(
+                        f"layer entry {member.name!r} sets xattr {name!r}, which images may not")
+                os.setxattr(path, name, raw, follow_symlinks=False)
         if member.isdir():
             self._dir_times.append((path, int(member.mtime)))
         else:
@@ -197,36 +229,32 @@ class _Unpacker:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
-def unpack_layer(blob: IO[bytes], layers_dir: Path, diff_id: str) -> Path:
-    """Unpack ``blob`` to ``layers_dir/<hex of diff_id>`` unless it is there; return that path."""
-    algo, _, hexdigest = diff_id.partition(":")
-    if algo != "sha256" or len(hexdigest) != 64:
-        raise ImageFormatError(f"unsupported diff_id {diff_id!r}")
-    final = layers_dir / hexdigest
-    if final.is_dir():
-        return final
-    tmp = layers_dir / f".tmp-{hexdigest[:12]}-{uuid.uuid4().hex[:8]}"
-    os.mkdir(tmp, 0o755)
+_UNPACK_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, OverflowError, ValueError)
+
+
+def unpack_layer(blob: IO[bytes], dest: Path, diff_id: Digest,
+                 blob_digest: Digest | None = None, limit: int = MAX_LAYER_BYTES) -> None:
+    """Unpack ``blob`` into the empty directory ``dest``, verifying its digests.
+
+    ``diff_id`` is checked against the uncompressed tar, ``blob_digest`` (when the
+    archive names the blob by digest) against the bytes as stored. The caller
+    (layerstore.LayerStore) owns ``dest`` and removes it on failure.
+    """
+    raw = _HashingReader(blob)
     try:
-        reader = _HashingReader(_open_diff(blob))
-        unpacker = _Unpacker(tmp)
-        try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    unpacker.add(tar, member)
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
-            raise ImageFormatError(f"layer {diff_id}: {exc}") from exc
+        reader = _HashingReader(_open_diff(cast(IO[bytes], raw)), limit)
+        unpacker = _Unpacker(dest)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                unpacker.add(tar, member)
         reader.drain()
+        raw.drain()
         unpacker.finish()
-        if reader.sha.hexdigest() != hexdigest:
-            raise ImageFormatError(f"layer content does not match diff_id {diff_id}")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # someone else won the race is fine; anything else is not
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    except ImageFormatError as exc:
+        raise ImageFormatError(f"layer {diff_id}: {exc}") from exc
+    except _UNPACK_ERRORS as exc:
+        raise ImageFormatError(f"layer {diff_id}: {exc}") from exc
+    if reader.sha.hexdigest() != diff_id.hex:
+        raise ImageFormatError(f"layer content does not match diff_id {diff_id}")
+    if blob_digest is not None and raw.sha.hexdigest() != blob_digest.hex:
+        raise ImageFormatError(f"layer blob does not match its digest {blob_digest}")

@@ -34,6 +34,7 @@ from berth.etcd.model import (
     prefix_range_end,
 )
 from berth.etcd.watch import PrefixWatch
+from berth.metrics import ETCD_ERRORS
 from protos.etcd import rpc_pb2, rpc_pb2_grpc
 
 __all__ = [
@@ -136,6 +137,7 @@ class Etcd3Client:
             # (up to the timeout) instead of failing at once with UNAVAILABLE.
             return await method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
+            ETCD_ERRORS.labels(exc.code().name).inc()
             raise from_rpc_error(exc, what) from exc
 
     async def status(self) -> dict[str, object]:

@@ -43,6 +43,7 @@ from berth.etcd.model import (
     event_from_pb,
     prefix_range_end,
 )
+from berth.metrics import ETCD_ERRORS
 from protos.etcd import rpc_pb2
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class PrefixWatch:
                 raise EtcdError(f"etcd {what}: first answer was not 'created'")
         except grpc.aio.AioRpcError as exc:
             call.cancel()
+            ETCD_ERRORS.labels(exc.code().name).inc()
             raise from_rpc_error(exc, what) from exc
         except asyncio.InvalidStateError as exc:
             call.cancel()

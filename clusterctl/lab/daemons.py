@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from berth import grpcopts
 from clusterctl.lab import process
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import (
@@ -38,7 +39,7 @@ from protos import common_pb2, controller_pb2, controller_pb2_grpc
 Progress = Callable[[str], None]
 CHUNK = 1 << 20
 # Never let grpc pick up a proxy from the environment: lab addresses are local only.
-GRPC_OPTIONS = [("grpc.enable_http_proxy", 0)]
+GRPC_OPTIONS = [("grpc.enable_http_proxy", 0), *grpcopts.channel_options()]
 
 
 class _NotYet(Exception):

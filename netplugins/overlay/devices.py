@@ -13,7 +13,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netplugins.contract import NetworkSpec, Underlay
+from netplugins.contract import NetConf, Underlay
 from netplugins.errors import KernelError, NetworkConfigError
 from netplugins.netlink import kernel, link_index, link_info, tolerate
 
@@ -37,7 +37,7 @@ def port_alias(vni: int) -> str:
     return f"berth-overlay-{vni}"
 
 
-def overlay_mtu(net: NetworkSpec, underlay: Underlay) -> int:
+def overlay_mtu(net: NetConf, underlay: Underlay) -> int:
     """The network's MTU: explicit if set, else the underlay's minus the VXLAN overhead."""
     mtu = net.mtu or underlay.mtu - VXLAN_OVERHEAD
     if not 68 <= mtu <= underlay.mtu - VXLAN_OVERHEAD:
@@ -48,14 +48,14 @@ def overlay_mtu(net: NetworkSpec, underlay: Underlay) -> int:
     return mtu
 
 
-def validate(net: NetworkSpec) -> None:
+def validate(net: NetConf) -> None:
     if not 1 <= net.vni <= MAX_VNI:
         raise NetworkConfigError(
             f"network {net.name}: overlay needs a VNI in 1..{MAX_VNI}, got {net.vni}"
         )
 
 
-def _vxlan_differs(info: Any, net: NetworkSpec, underlay: Underlay, underlay_index: int) -> bool:
+def _vxlan_differs(info: Any, net: NetConf, underlay: Underlay, underlay_index: int) -> bool:
     """True if an existing vx-<vni> is not the device we would create (kind, VNI, VTEP...)."""
     linkinfo = info.get_attr("IFLA_LINKINFO")
     if linkinfo is None or linkinfo.get_attr("IFLA_INFO_KIND") != "vxlan":
@@ -88,7 +88,7 @@ async def _index_of_new(ipr: Any, name: str) -> int:
     return index
 
 
-async def ensure_devices(ipr: Any, net: NetworkSpec, underlay: Underlay) -> list[str]:
+async def ensure_devices(ipr: Any, net: NetConf, underlay: Underlay) -> list[str]:
     """Create or repair the bridge and VXLAN device; return what had to be (re)created."""
     validate(net)
     mtu = overlay_mtu(net, underlay)
@@ -131,7 +131,7 @@ async def _reattach_ports(ipr: Any, vni: int, br_index: int) -> list[str]:
     return moved
 
 
-async def check_devices(ipr: Any, net: NetworkSpec, underlay: Underlay) -> list[str]:
+async def check_devices(ipr: Any, net: NetConf, underlay: Underlay) -> list[str]:
     """Describe every way the host devices differ from what ensure_devices makes."""
     mtu = overlay_mtu(net, underlay)
     br, vx = bridge_name(net.vni), vxlan_name(net.vni)

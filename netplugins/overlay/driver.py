@@ -24,7 +24,7 @@ from netplugins.contract import (
     HostContext,
     Interface,
     IPConfig,
-    NetworkSpec,
+    NetConf,
     mac_from_ip,
 )
 from netplugins.errors import AttachConflictError, CheckFailedError, NetnsNotFoundError
@@ -64,7 +64,7 @@ class OverlayDriver:
     def __init__(self, ctx: HostContext) -> None:
         self._ctx = ctx
 
-    async def add(self, att: Attachment, net: NetworkSpec) -> AttachResult:
+    async def add(self, att: Attachment, net: NetConf) -> AttachResult:
         mtu = overlay_mtu(net, self._ctx.underlay)
         mac = att.mac or mac_from_ip(att.ip)
         host_if = host_veth_name(att)
@@ -109,7 +109,7 @@ class OverlayDriver:
     async def _remove_veth(ipr: Any, name: str) -> None:
         await kernel(f"delete {name}", tolerate(ipr.link("del", ifname=name), errno.ENODEV))
 
-    async def check(self, att: Attachment, net: NetworkSpec, prev: AttachResult) -> None:
+    async def check(self, att: Attachment, net: NetConf, prev: AttachResult) -> None:
         what = f"overlay {net.name}: {att.container_name}"
         mtu = overlay_mtu(net, self._ctx.underlay)
         host = prev.host_interface()
@@ -150,7 +150,7 @@ class OverlayDriver:
                 problems.append(f"{where} lacks address {att.cidr}")
             return problems
 
-    async def delete(self, att: Attachment, net: NetworkSpec, prev: AttachResult | None) -> None:
+    async def delete(self, att: Attachment, net: NetConf, prev: AttachResult | None) -> None:
         host = prev.host_interface() if prev else None
         names = {host.name if host else host_veth_name(att), host_veth_name(att)}
         async with route_socket(self._ctx.host_netns) as ipr:

@@ -56,7 +56,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netplugins.contract import HostContext, NetworkSpec, Peer, PeerSource
+from berth.retry import Backoff
+from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.netlink import link_index, route_socket
 from netplugins.overlay.devices import (
     ensure_devices,
@@ -83,7 +84,7 @@ class OverlayHost:
 
     def __init__(
         self,
-        net: NetworkSpec,
+        net: NetConf,
         ctx: HostContext,
         *,
         resync_interval: float = 30.0,
@@ -97,7 +98,7 @@ class OverlayHost:
         self._lock = asyncio.Lock()
 
     @property
-    def network(self) -> NetworkSpec:
+    def network(self) -> NetConf:
         return self._net
 
     async def ensure(self) -> None:
@@ -128,19 +129,21 @@ class OverlayHost:
 
     async def run(self, peers: PeerSource) -> None:
         """Sync on every wake-up and every ``resync_interval`` until cancelled."""
-        delay = self._retry_delay
+        retry = Backoff(self._retry_delay, self._resync_interval)
         while True:
             try:
                 report = await self.sync(await peers.snapshot())
                 await peers.programmed(report.programmed)
-                timeout, delay = self._resync_interval, self._retry_delay
+                timeout = self._resync_interval
+                retry.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The loop is the retry boundary: any failure leaves the next pass a full
                 # resync, which is what every pass is anyway.
-                log.exception("overlay %s: sync failed; retrying in %.1fs", self._net.name, delay)
-                timeout, delay = delay, min(delay * 2, self._resync_interval)
+                timeout = retry.failed()
+                log.exception("overlay %s: sync failed; retrying in %.1fs", self._net.name,
+                              timeout)
             try:
                 await asyncio.wait_for(peers.wait_changed(), timeout)
             except TimeoutError:

@@ -5,7 +5,7 @@ dir, yields "127.0.0.1:PORT" once it answers gRPC, then kills it by PID and remo
 ``etcd`` yields a connected Etcd3Client for that endpoint. ``etcd_server`` is the EtcdServer
 behind them (``stop()``/``start()`` restart it on the same ports and data), ``etcd_factory``
 starts more (e.g. with TLS from ``etcd_tls``). ``run_etcd`` is the context manager behind all of
-them. Tests are skipped (not failed) when the etcd binary is missing.
+them. A missing etcd binary fails the test (tests/needs.py): the install script provides it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 
 from berth.etcd import Etcd3Client
 from protos.etcd import rpc_pb2, rpc_pb2_grpc
+from tests import needs
 
 ETCD_BINARY = "etcd"
 START_TIMEOUT = 20.0
@@ -129,8 +130,7 @@ def _etcd_argv(name: str, data_dir: Path, client: str, peer: str, tls: EtcdTls |
 @contextlib.contextmanager
 def run_etcd(workdir: Path | None = None, *, tls: EtcdTls | None = None) -> Iterator[EtcdServer]:
     """Start one etcd member; always kill it (by PID) and remove its directory."""
-    if shutil.which(ETCD_BINARY) is None:
-        pytest.skip("etcd binary not found (apt-get install etcd-server)")
+    needs.tool(ETCD_BINARY, "etcd-server")
     base = Path(tempfile.mkdtemp(prefix="bt-etcd-", dir=workdir))
     try:
         client_port = free_port()
@@ -196,8 +196,7 @@ def _openssl(*args: str) -> None:
 @pytest.fixture
 def etcd_tls(tmp_path: Path) -> EtcdTls:
     """A throwaway CA, a server cert for 127.0.0.1 and a client cert (openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not found")
+    needs.tool("openssl", "openssl")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
     _openssl("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "1",

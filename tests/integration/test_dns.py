@@ -4,10 +4,8 @@ inside network namespaces this test creates (bt-dns-*), as a container would."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,12 +15,15 @@ import pytest
 
 from agent.dns import DnsServer, NetnsError, Records, ResolverBusy, Upstream
 from berth.keyspace import ContainerName, NetworkName
+from tests import needs
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig (dnsutils)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs() -> None:
+    needs.root()
+    needs.tool("dig", "dnsutils")
 
 MakeNetns = Callable[[], str]
 MakeServer = Callable[..., DnsServer]

@@ -314,9 +314,17 @@ async def test_watch_from_now_sees_only_later_writes(etcd: Etcd3Client) -> None:
     await etcd.put("/n/old", b"0")
     async with contextlib.aclosing(etcd.watch_prefix("/n/")) as events:
         first = asyncio.create_task(take(events, 1))
-        await asyncio.sleep(0.5)  # let the watcher be created before writing
-        await etcd.put("/n/new", b"1")
-        assert summary(await first) == [("put", "/n/new", b"1")]
+        # "From now" starts wherever etcd creates the watcher, which the caller cannot
+        # see: write until the watch reports one. Whatever it reports first must be a
+        # later write, never the key that existed before.
+        count = 0
+        async with asyncio.timeout(10):
+            while not first.done():
+                count += 1
+                await etcd.put("/n/new", str(count))
+                await asyncio.wait([first], timeout=0.05)
+        (event,) = await first
+    assert isinstance(event, PutEvent) and event.meta.key == "/n/new"
 
 
 async def test_watch_replays_history_from_start_revision(etcd: Etcd3Client) -> None:

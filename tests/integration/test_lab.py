@@ -29,12 +29,15 @@ from clusterctl import lab
 from clusterctl.lab import LabError, LabInfo, cleanup
 from clusterctl.lab.state import get_current, lab_dir, set_current
 from protos import controller_pb2, controller_pb2_grpc
+from tests import needs
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd-server"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs() -> None:
+    needs.root()
+    needs.tool("etcd", "etcd-server")
 
 SUFFIX = str(os.getpid() % 100000)
 
@@ -310,9 +313,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-needs_daemons = pytest.mark.skipif(
-    not _daemons_installed(), reason="berth-controller/berth-agent missing"
-)
+@pytest.fixture
+def _daemons() -> None:
+    if not _daemons_installed():
+        pytest.fail("berth-controller/berth-agent missing: pip install -e . (scripts/install.sh)",
+                    pytrace=False)
+
+
+needs_daemons = pytest.mark.usefixtures("_daemons")
 
 
 @needs_daemons

@@ -24,7 +24,7 @@ from netplugins.contract import (
     AttachResult,
     ContainerId,
     HostContext,
-    NetworkSpec,
+    NetConf,
     Peer,
     mac_from_ip,
 )
@@ -37,7 +37,7 @@ from netplugins.registry import lookup
 pytestmark = pytest.mark.integration
 
 VNI = 4242
-NET = NetworkSpec(name="appnet", driver="overlay", subnet="10.42.0.0/24",
+NET = NetConf(name="appnet", driver="overlay", subnet="10.42.0.0/24",
                   gateway="10.42.0.1", vni=VNI)
 BUSYBOX = "/bin/busybox"
 

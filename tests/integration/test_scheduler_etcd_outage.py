@@ -17,7 +17,7 @@ from berth import keyspace
 from berth.etcd import Etcd3Client
 from berth.records import ContainerSpec, NodeRecord
 from controller import store
-from controller.scheduler import Scheduler, backoff
+from controller.scheduler import Scheduler
 from tests.integration.conftest import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,3 @@ async def test_scheduler_survives_etcd_outage_and_places_new_service_after(
             task.cancel()
             results = await asyncio.gather(task, return_exceptions=True)
         assert isinstance(results[0], asyncio.CancelledError), results
-
-
-def test_backoff_doubles_and_is_capped() -> None:
-    assert [backoff(n) for n in (1, 2, 3, 4, 5, 50, 10_000)] == [1, 2, 4, 8, 10, 10, 10]

@@ -61,3 +61,31 @@ def test_dns_upstreams(flag: str, expected: tuple[str, ...] | None) -> None:
 def test_bad_dns_upstream_is_refused() -> None:
     with pytest.raises(UserError, match="not an IP address"):
         parse([*BASE, "--dns-upstreams", "10.0.0.53,dns.example"])
+
+
+def test_listen_defaults_to_the_underlay_address_not_every_interface() -> None:
+    assert parse(BASE).listen == "10.0.0.1:7071"
+    assert parse(["--underlay-ip", "fd00::5"]).listen == "[fd00::5]:7071"
+
+
+def test_explicit_wildcard_listen_is_allowed_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = parse([*BASE, "--listen", "0.0.0.0:7072"])
+    assert cfg.listen == "0.0.0.0:7072"
+    # Peers are told the underlay address, never the wildcard.
+    assert cfg.advertise == "10.0.0.1:7072"
+    assert "every interface" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--underlay-ip", "eth0"], "--underlay-ip 'eth0': not an IP", id="bad-ip"),
+        pytest.param([*BASE, "--listen", "7071"], "expected HOST:PORT", id="no-host"),
+        pytest.param([*BASE, "--listen", "1.2.3.4:x"], "expected HOST:PORT", id="bad-port"),
+    ],
+)
+def test_bad_listen_or_underlay_is_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse(argv)

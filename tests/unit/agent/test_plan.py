@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.plan import Actual, Verb, plan
+from agent.plan import Actual, Step, plan
 from berth.records import ContainerSpec
 
 
@@ -13,66 +13,66 @@ def spec(name: str, generation: int = 1, image: str = "busybox:latest") -> Conta
 
 
 CASES = [
-    pytest.param({"web-1": spec("web-1")}, {}, Verb.CREATE, id="assigned-not-running-creates"),
+    pytest.param({"web-1": spec("web-1")}, {}, Step.CREATE, id="assigned-not-running-creates"),
     pytest.param(
         {},
         {"web-1": Actual("web-1", "running", spec("web-1"))},
-        Verb.DELETE,
+        Step.DELETE,
         id="running-not-assigned-deletes",
     ),
     pytest.param(
         {"web-1": spec("web-1")},
         {"web-1": Actual("web-1", "running", spec("web-1"))},
-        Verb.KEEP,
+        Step.KEEP,
         id="same-spec-keeps",
     ),
     pytest.param(
         {"web-1": spec("web-1")},
         {"web-1": Actual("web-1", "exited", spec("web-1"))},
-        Verb.KEEP,
+        Step.KEEP,
         id="exited-same-spec-stays-exited",
     ),
     pytest.param(
         {"web-1": spec("web-1", 2)},
         {"web-1": Actual("web-1", "running", spec("web-1"))},
-        Verb.RECREATE,
+        Step.RECREATE,
         id="new-generation-recreates",
     ),
     pytest.param(
         {"web-1": spec("web-1")},
         {"web-1": Actual("web-1", "exited", spec("web-1"), started=False)},
-        Verb.RECREATE,
+        Step.RECREATE,
         id="create-never-finished-recreates",
     ),
     pytest.param(
         {"web-1": spec("web-1")},
         {"web-1": Actual("web-1", "created", spec("web-1"))},
-        Verb.RECREATE,
+        Step.RECREATE,
         id="half-made-recreates",
     ),
     pytest.param(
         {"web-1": spec("web-1")},
         {"web-1": Actual("web-1", "running", None)},
-        Verb.RECREATE,
+        Step.RECREATE,
         id="unknown-spec-recreates",
     ),
 ]
 
 
-@pytest.mark.parametrize(("desired", "actual", "verb"), CASES)
+@pytest.mark.parametrize(("desired", "actual", "step"), CASES)
 def test_plan_verb(
-    desired: dict[str, ContainerSpec], actual: dict[str, Actual], verb: Verb
+    desired: dict[str, ContainerSpec], actual: dict[str, Actual], step: Step
 ) -> None:
     (action,) = plan(desired, actual)
-    assert action.verb is verb
+    assert action.step is step
     assert action.name == "web-1"
 
 
 def test_plan_covers_every_name_once_in_order() -> None:
     desired = {"b": spec("b"), "a": spec("a")}
     actual = {"c": Actual("c", "running", spec("c"))}
-    assert [(a.name, a.verb) for a in plan(desired, actual)] == [
-        ("a", Verb.CREATE),
-        ("b", Verb.CREATE),
-        ("c", Verb.DELETE),
+    assert [(a.name, a.step) for a in plan(desired, actual)] == [
+        ("a", Step.CREATE),
+        ("b", Step.CREATE),
+        ("c", Step.DELETE),
     ]

@@ -12,7 +12,7 @@ import pytest
 from agent.reconcile import Reconciler
 from agent.runtime.bundle import ContainerFiles
 from agent.runtime.containers import Container
-from agent.runtime.errors import ContainerNotFound
+from agent.runtime.errors import ContainerNotFound, SpecError
 from agent.runtime.state import State
 from berth import keyspace
 from berth.etcd import KVMeta, Lease, Listing, WatchEvent
@@ -90,6 +90,7 @@ class FakeRuntime:
     containers: dict[str, Container] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     fail_create: str = ""
+    refuse_create: Exception | None = None
     next_pid: int = 100
 
     @property
@@ -109,6 +110,8 @@ class FakeRuntime:
         self.calls.append(("create", spec.name))
         if self.fail_create:
             raise RuntimeError(self.fail_create)
+        if self.refuse_create is not None and spec.generation == 1:
+            raise self.refuse_create
         self.next_pid += 1
         files = ContainerFiles(Path("/h"), Path("/n"), Path("/r"))
         c = Container(
@@ -317,3 +320,55 @@ async def test_status_deleted_behind_our_back_is_written_again(
     await settle(r)
     status = kv.status("web-1")
     assert status is not None and status.state == "running"
+
+
+async def test_unparseable_assignment_is_reported_invalid_once_and_others_still_run(
+    world: tuple[FakeKV, FakeRuntime, Reconciler], caplog: pytest.LogCaptureFixture
+) -> None:
+    kv, rt, r = world
+    await kv.put(keyspace.assign(NODE, "junk-1"), b"{not json")
+    await kv.put(keyspace.assign(NODE, "half-1"), b'{"name": "half-1"}')
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    await settle(r)
+    running = kv.status("web-1")
+    assert running is not None and running.state == "running"
+    junk, half = kv.status("junk-1"), kv.status("half-1")
+    assert junk is not None and junk.state == "invalid" and junk.node == NODE
+    assert junk.error.startswith("assignment: Invalid JSON")
+    assert half is not None and half.error == "assignment: service: Field required (and 2 more)"
+    assert ("create", "junk-1") not in rt.calls
+    warnings = [rec for rec in caplog.records if "junk-1" in rec.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+async def test_running_container_survives_its_assignment_turning_to_garbage(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("web-1"))
+    await settle(r)
+    await kv.put(keyspace.assign(NODE, "web-1"), b"\x00garbage")
+    rt.calls.clear()
+    await settle(r)
+    assert rt.calls == [] and rt.containers["web-1"].state is State.RUNNING
+    status = kv.status("web-1")
+    assert status is not None and status.state == "invalid"
+
+
+async def test_spec_the_runtime_refuses_is_invalid_and_not_retried_until_changed(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    rt.refuse_create = SpecError('web-1: user "nobody:x": not a valid user')
+    await assign(kv, spec("web-1"))
+    for _ in range(3):
+        await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and status.state == "invalid"
+    assert status.error == 'web-1: user "nobody:x": not a valid user'
+    assert rt.calls.count(("create", "web-1")) == 1
+    await assign(kv, spec("web-1", generation=2))   # a changed assignment is tried again
+    await settle(r)
+    status = kv.status("web-1")
+    assert status is not None and status.state == "running" and status.generation == 2

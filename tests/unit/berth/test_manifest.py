@@ -104,7 +104,8 @@ def test_equivalent_shapes_store_identically() -> None:
         ("apiVersion: berth/v1\nkind: Service", "apiVersion: v1\nkind: Service",
          'app.yaml: Service/web: apiVersion: unsupported apiVersion "v1" (expected berth/v1)'),
         ("kind: Network\n", "kind: Network\n  bad: [",
-         "app.yaml: line 3, column 6: invalid YAML: mapping values are not allowed here"),
+         "app.yaml: line 3, column 6: invalid YAML: mapping values are not allowed in this "
+         "context"),
     ],
     ids=[
         "misspelled-field", "wrong-type", "unknown-kind", "unsupported-ports",

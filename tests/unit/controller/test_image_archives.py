@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from berth.errors import UserError
 from controller import images
@@ -92,10 +95,13 @@ class _WatchedHash:
 
 
 class _Etcd:
-    """Records the ImageRecord transaction; nothing else of etcd is used by record()."""
+    """No Ready nodes; records the ImageRecord transaction."""
 
     def __init__(self) -> None:
         self.ops: list[Any] = []
+
+    async def get_prefix(self, prefix: str) -> Any:
+        return SimpleNamespace(items=[])
 
     async def transaction(self, compare: Any, success: Any) -> tuple[bool, list[None]]:
         self.ops += success
@@ -124,10 +130,76 @@ async def test_storing_an_archive_does_not_block_the_event_loop(
         for part in (archive[:half], archive[half:]):
             yield common_pb2.ImageChunk(data=part)
 
-    digest, size = await store.receive(frames())
-    assert (digest, size) == (f"sha256:{hashlib.sha256(archive).hexdigest()}", len(archive))
+    refs, digest = await store.load(frames())
+    assert str(digest) == f"sha256:{hashlib.sha256(archive).hexdigest()}"
     assert store.path(digest).read_bytes() == archive
-    refs = await store.record(digest, size)
     assert refs == ["app:1"] and [op.key for op in etcd.ops] == ["/berth/images/app:1"]
     # Two chunks hashed and one tar scan, none of them on the event loop's thread.
     assert ON_LOOP == [False, False, False]
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["sha256:../secret", "sha256:../../secret", "sha256:" + "/tmp/../".ljust(64, "/"),
+     "sha256:" + "A" * 64],
+    ids=["parent", "grandparent", "absolute", "upper-case"],
+)
+async def test_finding_2_image_pull_ref_cannot_leave_the_store(tmp_path: Path, ref: str) -> None:
+    """ImagePull(ref="sha256:../../x") used to return any *.tar on the controller host."""
+    for planted in (tmp_path / "secret.tar", tmp_path / "state" / "secret.tar"):
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.write_bytes(b"host secret")
+    (tmp_path / "state" / "images").mkdir()
+    store = ImageStore(_Etcd(), tmp_path / "state")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^image pull: ref: invalid digest") as info:
+        await store.find(ref)
+    assert "\n" not in str(info.value)
+
+
+def test_archive_json_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.tar"
+    with tarfile.open(path, "w") as tar:
+        body = b" " * (4 << 20) + b"[]"
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    with pytest.raises(UserError, match=r"manifest\.json is 4194306 bytes; the limit is 4194304"):
+        archive_refs(path)
+
+
+async def test_archive_stream_is_bounded_and_leaves_nothing(tmp_path: Path) -> None:
+    store = ImageStore(_Etcd(), tmp_path / "state", max_archive=10)  # type: ignore[arg-type]
+
+    async def frames() -> AsyncIterator[common_pb2.ImageChunk]:
+        yield common_pb2.ImageChunk(filename="big.tar")
+        for _ in range(3):
+            yield common_pb2.ImageChunk(data=b"x" * 6)
+
+    with pytest.raises(UserError, match="larger than the limit of 10 bytes"):
+        await store.load(frames())
+    assert list((tmp_path / "state" / "images").iterdir()) == []
+    assert (tmp_path / "state" / "images").stat().st_mode & 0o777 == 0o700
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["manifest.json", "index.json", "other.json", "../manifest.json"]),
+       st.one_of(st.binary(max_size=200), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+           lambda inner: st.lists(inner, max_size=4)
+           | st.dictionaries(st.sampled_from(["RepoTags", "manifests", "annotations",
+                                              "org.opencontainers.image.ref.name"]),
+                             inner, max_size=3),
+           max_leaves=12).map(lambda v: json.dumps(v).encode())))
+def test_archive_refs_of_any_tar_is_a_list_or_one_user_error(name: str, body: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.tar"
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        try:
+            refs = archive_refs(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and "<class" not in str(exc)
+        else:
+            assert all(isinstance(r, str) for r in refs)

@@ -9,7 +9,7 @@ from netplugins.contract import (
     AttachResult,
     Interface,
     IPConfig,
-    NetworkSpec,
+    NetConf,
     Route,
     Underlay,
     mac_from_ip,
@@ -86,12 +86,12 @@ UNDERLAY = Underlay(ip="10.250.0.11", ifname="eth0", mtu=1500)
     ids=["derived", "jumbo", "explicit-smaller"],
 )
 def test_overlay_mtu(net_mtu: int, underlay_mtu: int, want: int) -> None:
-    net = NetworkSpec("n", "overlay", "10.42.0.0/24", vni=7, mtu=net_mtu)
+    net = NetConf("n", "overlay", "10.42.0.0/24", vni=7, mtu=net_mtu)
     assert overlay_mtu(net, Underlay("10.250.0.11", "eth0", underlay_mtu)) == want
 
 
 def test_overlay_mtu_larger_than_underlay_allows_is_refused() -> None:
-    net = NetworkSpec("n", "overlay", "10.42.0.0/24", vni=7, mtu=1500)
+    net = NetConf("n", "overlay", "10.42.0.0/24", vni=7, mtu=1500)
     with pytest.raises(NetworkConfigError, match="does not fit in underlay MTU 1500"):
         overlay_mtu(net, UNDERLAY)
 
@@ -99,7 +99,7 @@ def test_overlay_mtu_larger_than_underlay_allows_is_refused() -> None:
 @pytest.mark.parametrize("vni", [0, 1 << 24], ids=["unset", "too-big"])
 def test_overlay_needs_a_valid_vni(vni: int) -> None:
     with pytest.raises(NetworkConfigError, match="needs a VNI"):
-        validate(NetworkSpec("n", "overlay", "10.42.0.0/24", vni=vni))
+        validate(NetConf("n", "overlay", "10.42.0.0/24", vni=vni))
 
 
 def test_device_names_fit_ifnamsiz() -> None:
