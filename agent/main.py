@@ -151,6 +151,9 @@ async def run(cfg: agent_config.AgentConfig) -> None:
             asyncio.create_task(_supervised("reconcile", reconciler.run), name="reconcile"),
             asyncio.create_task(_supervised("assignment watch", reconciler.watch), name="watch"),
             asyncio.create_task(_supervised("endpoint watch", network.run), name="endpoints"),
+            asyncio.create_task(
+                _supervised("log rotation", runtime.rotate_logs_forever), name="logrotate"
+            ),
         ]
         log.info("agent %s serving on %s", cfg.node, cfg.listen)
         waiter = asyncio.create_task(stop.wait())

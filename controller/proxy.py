@@ -4,6 +4,10 @@ Called by server.py. The container's assignment names its node; the node's
 record (present only while the agent holds its lease) names the agent's gRPC
 address. Frames are passed through unchanged in both directions' order; an
 agent error keeps its status code so clusterctl sees what the agent said.
+Frames are relayed one at a time: the next is read from the agent only after
+grpc.aio has taken the previous one under the client's flow control, so a slow
+client holds back the agent (and the agent its command) instead of filling
+the controller's memory.
 """
 
 from __future__ import annotations

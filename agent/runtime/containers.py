@@ -15,7 +15,7 @@ reconcile loop and gRPC servicer. Design notes:
 
 Per container, ``<state_dir>/containers/<name>/`` is the OCI bundle (config.json,
 rootfs/) and holds the overlay upper/work dirs, hosts/hostname/resolv.conf, the
-conmon log, pid and exit files, and state.json.
+conmon log (rotated by logrotate.py), pid and exit files, and state.json.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.runtime import cgroups, rootfs
+from agent.runtime import cgroups, logrotate, rootfs
 from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, write_container_files
 from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
 from agent.runtime.execs import ExecProcess
@@ -90,14 +90,16 @@ class Runtime:
     """All containers of one node, under ``state_dir``, run by one OCI runtime."""
 
     def __init__(self, state_dir: Path, runtime_root: Path, cgroup_parent: str,
-                 runtime_bin: str = "runc", conmon_bin: str = "conmon") -> None:
+                 runtime_bin: str = "runc", conmon_bin: str = "conmon",
+                 log_limits: logrotate.LogLimits = logrotate.DEFAULT_LIMITS) -> None:
         self.state_dir = state_dir
         self.containers_dir = state_dir / "containers"
         ensure_private_dir(state_dir)   # root-only: container roots and image layers below
         ensure_private_dir(self.containers_dir)
         self.runtime_root = runtime_root
         self.cgroup_parent = cgroup_parent
-        self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin)
+        self.log_limits = log_limits
+        self.monitor = Monitor(runtime_bin, runtime_root, conmon_bin, log_limits.max_size)
         self.images = ImageStore(state_dir / "images")
         self._locks: dict[str, _NamedLock] = {}
 
@@ -240,6 +242,7 @@ class Runtime:
                 asyncio.to_thread(rootfs.remove_rootfs, cdir),
             )
             await asyncio.to_thread(cgroups.remove_cgroup, self.cgroup_path(name))
+            await asyncio.to_thread(logrotate.remove_logs, cdir)
             await asyncio.to_thread(shutil.rmtree, cdir, True)
 
     @staticmethod
@@ -338,12 +341,29 @@ class Runtime:
         )
         return ExecProcess(proc, log_path, pid_path)
 
+    def rotate_logs(self) -> None:
+        """One rotation pass over every container's log (blocking: run it in a thread).
+
+        It goes by directory, not by record, so containers adopted after a restart and
+        half-created ones are covered too.
+        """
+        try:
+            dirs = list(self.containers_dir.iterdir())
+        except FileNotFoundError:
+            return
+        for cdir in dirs:
+            logrotate.rotate(cdir, self.log_limits)
+
+    async def rotate_logs_forever(self, interval: float = logrotate.ROTATE_INTERVAL) -> None:
+        while True:
+            await asyncio.to_thread(self.rotate_logs)
+            await asyncio.sleep(interval)
+
     async def logs(self, name: str, tail: int = -1,
                    follow: bool = False) -> AsyncIterator[LogEntry]:
         record = self._record(name)
-        path = MonitorPaths(self._dir(name)).log
         async for entry in read_logs(
-            path, tail=tail, follow=follow,
+            self._dir(name), tail=tail, follow=follow,
             exited=lambda: not pid_alive(record.pid, record.pid_start),
         ):
             yield entry

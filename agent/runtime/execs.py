@@ -5,6 +5,10 @@ output chunks and awaits its exit code. Design notes:
 
 - Output is pumped from the pipes as soon as the process starts, so a caller
   that only awaits the exit code cannot deadlock it on a full pipe.
+- The queue between the pumps and the reader is bounded (``QUEUE_CHUNKS`` chunks
+  of at most ``CHUNK`` bytes): when a slow reader lets it fill, the pumps stop
+  reading, the pipe fills and the command blocks in write(2). A caller that only
+  awaits the exit code drains the queue itself (``wait``).
 - runc exits 255 both when the command does and when runc itself could not
   start it. runc's own error goes to the ``--log`` file as JSON; only when that
   file has an error do we map the failure like Docker: not found -> 127,
@@ -25,6 +29,9 @@ from typing import Any
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_INVOKE = 126
 _NOT_FOUND = ("executable file not found", "no such file or directory")
+
+CHUNK = 64 * 1024
+QUEUE_CHUNKS = 16        # per exec, at most ~1 MiB held between the pipes and the reader
 
 Chunk = tuple[str, bytes]
 
@@ -63,12 +70,11 @@ class ExecProcess:
         self._proc = proc
         self._log_path = log_path
         self._pid_path = pid_path
-        self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
         self._pumps = [
             asyncio.create_task(self._pump("stdout", proc.stdout)),
             asyncio.create_task(self._pump("stderr", proc.stderr)),
         ]
-        self._open_pumps = len(self._pumps)
         self.error = ""           # runc's message when the command could not be started
         self._exit_code: int | None = None
 
@@ -77,26 +83,33 @@ class ExecProcess:
         return self._proc.pid
 
     async def _pump(self, stream: str, reader: asyncio.StreamReader | None) -> None:
-        try:
-            while reader is not None:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                self._queue.put_nowait((stream, data))
-        finally:
-            self._queue.put_nowait(None)
+        while reader is not None:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            await self._queue.put((stream, data))  # blocks while the reader is behind
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
-        while self._open_pumps:
-            item = await self._queue.get()
-            if item is None:
-                self._open_pumps -= 1
+        while True:
+            if not self._queue.empty():
+                yield self._queue.get_nowait()
                 continue
-            yield item
+            if all(pump.done() for pump in self._pumps):
+                return  # nothing queued and nothing more will be
+            getter = asyncio.ensure_future(self._queue.get())
+            try:
+                await asyncio.wait([getter, *self._pumps], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()  # a cancelled get() takes no item off the queue
+            if getter.done() and not getter.cancelled():
+                yield getter.result()
 
     async def wait(self) -> int:
         """The exit code as Docker would report it (see map_exit_code)."""
         if self._exit_code is None:
+            async for _ in self:
+                pass  # output nobody asked for: drop it so the pumps can finish
             await asyncio.gather(*self._pumps)
             returncode = await self._proc.wait()
             self.error = runtime_failure(self._log_path) if returncode == 255 else ""

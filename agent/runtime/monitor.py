@@ -10,6 +10,8 @@ and reads exit codes with ``Monitor.exit_code``. Design notes:
   from conmon's sync pipe (``_OCI_SYNCPIPE``), as Podman does, instead of polling.
 - ``--runtime-arg=--root=...`` gives each simulated host its own runtime state
   root; the ``=`` form keeps GOption from reading ``--root`` as conmon's own flag.
+- ``--log-size-max`` bounds the log file even while no agent runs; logrotate.py
+  turns conmon's truncation into rotation.
 - The exit code lands in ``exits/<id>`` when the container's init exits (137
   after SIGKILL); then conmon exits.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.runtime.errors import OCIRuntimeError
+from agent.runtime.logrotate import DEFAULT_MAX_SIZE, LOG_NAME
 
 CREATE_TIMEOUT = 60.0
 
@@ -36,7 +39,7 @@ class MonitorPaths:
 
     @property
     def log(self) -> Path:
-        return self.container_dir / "ctr.log"
+        return self.container_dir / LOG_NAME
 
     @property
     def pidfile(self) -> Path:
@@ -73,10 +76,12 @@ def _read_int(path: Path) -> int | None:
 class Monitor:
     """Runs conmon for containers that use one OCI runtime binary and state root."""
 
-    def __init__(self, runtime_bin: str, runtime_root: Path, conmon_bin: str = "conmon") -> None:
+    def __init__(self, runtime_bin: str, runtime_root: Path, conmon_bin: str = "conmon",
+                 log_size_max: int = DEFAULT_MAX_SIZE) -> None:
         self.runtime_path = shutil.which(runtime_bin) or runtime_bin
         self.runtime_root = runtime_root
         self.conmon_bin = conmon_bin
+        self.log_size_max = log_size_max
 
     def argv(self, cid: str, bundle: Path, paths: MonitorPaths) -> list[str]:
         return [
@@ -85,7 +90,7 @@ class Monitor:
             "-r", self.runtime_path, f"--runtime-arg=--root={self.runtime_root}",
             "-b", str(bundle),
             "-p", str(paths.pidfile), "-P", str(paths.conmon_pidfile),
-            "-l", f"k8s-file:{paths.log}",
+            "-l", f"k8s-file:{paths.log}", "--log-size-max", str(self.log_size_max),
             "--exit-dir", str(paths.exit_dir), "--socket-dir-path", str(paths.socket_dir),
             "--log-level", "error",
         ]

@@ -33,7 +33,7 @@ async def test_tail(tmp_path: Path, tail: int, expected: list[str]) -> None:
     log = tmp_path / "ctr.log"
     complete = "".join(f"{T1} stdout F {i}\n" for i in (1, 2, 3))
     log.write_text(complete + f"{T2} stdout F unterminated")
-    assert [e.line async for e in read_logs(log, tail=tail)] == expected
+    assert [e.line async for e in read_logs(tmp_path, tail=tail)] == expected
 
 
 @pytest.mark.parametrize(
