@@ -19,47 +19,45 @@ from agent.imagestream import load_stream
 from agent.runtime.containers import Runtime
 from agent.runtime.errors import (
     ContainerNotFound,
-    ImageFormatError,
     ImageNotFound,
     InvalidReference,
 )
-from berth.errors import BerthError, NotFoundError, UserError
+from berth.errors import NotFoundError, PermanentError, UserError
+from berth.rpcerrors import maps_errors
 from protos import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
 
 
+@maps_errors("agent")
 class AgentService(agent_pb2_grpc.AgentServicer):
+    """Each RPC raises berth errors; maps_errors gives them berth's one status table."""
+
     def __init__(self, runtime: Runtime, scratch: Path) -> None:
         self._runtime = runtime
         self._scratch = scratch
 
-    async def _require(self, name: str, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
+    async def _require(self, name: str) -> None:
         # One container's state, not every container's: exec and logs are hot paths.
         try:
             await self._runtime.state(name)
-        except ContainerNotFound:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"container {name!r} not found on this node"
-            )
+        except ContainerNotFound as exc:
+            raise NotFoundError(f"container {name!r} not found on this node") from exc
 
     async def Exec(
         self,
         request: common_pb2.ExecRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[common_pb2.ExecOutput]:
-        await self._require(request.container, context)
+        await self._require(request.container)
         if not request.argv:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec needs a command")
-        try:
-            proc = await self._runtime.exec(
-                request.container,
-                list(request.argv),
-                env=dict(request.env) or None,
-                workdir=request.workdir or None,
-            )
-        except (NotFoundError, UserError) as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise UserError("exec needs a command")
+        proc = await self._runtime.exec(
+            request.container,
+            list(request.argv),
+            env=dict(request.env) or None,
+            workdir=request.workdir or None,
+        )
         try:
             async for stream, data in proc:
                 if stream == "stdout":
@@ -79,7 +77,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         request: common_pb2.LogsRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[common_pb2.LogEntry]:
-        await self._require(request.container, context)
+        await self._require(request.container)
         tail = request.tail if request.HasField("tail") else -1
         async for entry in self._runtime.logs(request.container, tail=tail, follow=request.follow):
             line = entry.line if isinstance(entry.line, bytes) else entry.line.encode()
@@ -90,7 +88,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         request: agent_pb2.InspectRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> agent_pb2.InspectResponse:
-        await self._require(request.container, context)
+        await self._require(request.container)
         container = await self._runtime.state(request.container)
         data = asdict(container)
         return agent_pb2.InspectResponse(json=json.dumps(data, default=str))
@@ -102,19 +100,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.ImageLoadResponse:
         try:
             refs = await load_stream(self._runtime.images, request_iterator, self._scratch)
-        except (UserError, ImageFormatError) as exc:
-            # A bad archive is the sender's fault: one line, never the exception's class.
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except BerthError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"image load: {exc}")
         except OSError as exc:
+            # The node's disk, not the archive: say so in one line (ENOSPC, EIO...).
             log.warning("image load failed: %s", exc)
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                f"image load: {exc.strerror or 'I/O error'} on this node")
-        except Exception:
-            log.exception("image load failed")
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                "image load: internal error on this node (see the agent log)")
+            raise PermanentError(f"image load: {exc.strerror or 'I/O error'} on this node") from exc
         return common_pb2.ImageLoadResponse(refs=refs)
 
     async def ImageRemove(
@@ -128,7 +117,5 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 await asyncio.to_thread(self._runtime.images.remove, ref)
             except (ImageNotFound, InvalidReference):
                 continue
-            except ImageFormatError as exc:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             removed.append(ref)
         return agent_pb2.ImageRemoveResponse(removed=removed)

@@ -21,6 +21,7 @@ its traceback and answered INTERNAL with a line that names no Python class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -116,8 +117,11 @@ def _stream(fn: Callable[..., Any], daemon: str, describe: Describe) -> Callable
     @functools.wraps(fn)
     async def handler(self: object, request: object, context: Context) -> AsyncIterator[Any]:
         try:
-            async for item in fn(self, request, context):
-                yield item
+            # aclosing: when grpc closes this stream (the client went away), the handler's
+            # own generator is closed at once and runs its cleanup, not at some later GC.
+            async with contextlib.aclosing(fn(self, request, context)) as items:
+                async for item in items:
+                    yield item
         except Exception as exc:
             if _passes(exc):
                 raise

@@ -55,10 +55,13 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None,
                  limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
-        self.etcd_endpoint = etcd.endpoint
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return self._etcd.endpoint
 
     async def Apply(
         self, request: controller_pb2.ApplyRequest, context: Context

@@ -21,6 +21,8 @@ berth base class they derive from::
 
 from __future__ import annotations
 
+import grpc
+
 from berth.errors import NotFoundError, PermanentError, UserError
 
 
@@ -41,7 +43,12 @@ class ImageNotFound(RuntimeFailure, NotFoundError):
 
 
 class ImageFormatError(RuntimeFailure):
-    """An image archive is malformed or unsafe. The message is always one line."""
+    """An image archive is malformed or unsafe. The message is always one line.
+
+    Over gRPC it is the sender's fault (INVALID_ARGUMENT), though retrying never helps.
+    """
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()) if "\n" in message or "\r" in message

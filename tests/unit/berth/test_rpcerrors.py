@@ -78,3 +78,21 @@ async def test_stream_errors_after_frames_and_bugs_name_no_class() -> None:
     assert code is grpc.StatusCode.INTERNAL
     assert details == "internal error in the agent; its log has the details"
     assert "KeyError" not in details and "secret" not in details
+
+
+async def test_closing_the_stream_closes_the_handler_at_once() -> None:
+    cleaned: list[str] = []
+
+    @maps_errors("agent")
+    class Streams:
+        async def Follow(self, request: object, context: FakeContext) -> AsyncIterator[int]:
+            try:
+                yield 1
+                yield 2
+            finally:
+                cleaned.append("handler")
+
+    stream = Streams().Follow(None, FakeContext())
+    assert await anext(stream) == 1  # type: ignore[arg-type]
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert cleaned == ["handler"]
