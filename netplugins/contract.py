@@ -4,8 +4,10 @@ Modelled on CNI. The agent calls, per container and network:
 
 * ``Driver.add(att, net) -> AttachResult`` when the container's netns exists and before the
   container process runs; it stores ``result.to_json()`` next to the container's state.
-* ``Driver.check(att, net, prev)`` on every reconcile pass; a ``CheckFailedError`` says what
-  is missing, and the agent answers with DEL then ADD.
+* ``Driver.check(att, net, prev)`` once per agent life per running container: the first
+  pass that sees it running after the agent started (adoption after a restart, or right
+  after its own ADD). A ``CheckFailedError`` says what is missing, and the agent answers
+  with DEL then ADD. Host-wide state is repaired by the ``NetworkHost`` resync instead.
 * ``Driver.delete(att, net, prev)`` when the container stops or is removed, with the stored
   result or ``None`` if it was lost. DEL may be called any number of times.
 

@@ -229,20 +229,9 @@ class DnsServer:
         if not self._forwarder.upstreams or self._inflight >= self._max_inflight:
             return servfail.pack() if tcp else pack_udp(servfail, udp_limit(request))
 
-        async def make_socket(family: int, kind: int) -> socket.socket:
-            # From the agent's own netns, not the container's: an overlay-only
-            # container has no route out, the host does (libnetwork's ExtDNS on the
-            # host loopback does the same for the same reason).
-            return _client_socket(family, kind)
-
         self._inflight += 1
         try:
-            raw = await self._forwarder.forward(
-                data, request.header.id, tcp=tcp, make_socket=make_socket
-            )
-        except NetnsError as exc:
-            log.warning("dns %s: cannot forward: %s", listener.container, exc)
-            raw = None
+            raw = await self._forwarder.forward(data, request.header.id, tcp=tcp)
         finally:
             self._inflight -= 1
         if raw is None:
@@ -268,12 +257,6 @@ def _bind_resolver() -> tuple[socket.socket, socket.socket]:
             raise ResolverBusy(f"{RESOLVER_IP}:{RESOLVER_PORT} is already in use") from exc
         raise NetnsError(f"cannot bind {RESOLVER_IP}:{RESOLVER_PORT}: {exc}") from exc
     return udp, tcp
-
-
-def _client_socket(family: int, kind: int) -> socket.socket:
-    sock = socket.socket(family, kind)
-    sock.setblocking(False)
-    return sock
 
 
 def _close_pair(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -1,9 +1,9 @@
 """Forward queries the records table cannot answer to the host's upstream servers.
 
-server.py owns one ``Forwarder``; it hands in a socket factory that creates
-each socket inside the querying container's netns, so upstream traffic leaves
-through the container's own network and policies (Docker's model), not the
-agent's.
+server.py owns one ``Forwarder``. Forwarded queries leave from the agent's own
+network namespace (the host's), not the querying container's: an overlay-only
+container has no route out and the host does. libnetwork's external DNS, run on
+the host side, does the same for the same reason.
 
 Design notes:
 - Fail fast. One short timeout per try and two tries in total, spread across
@@ -24,15 +24,12 @@ import ipaddress
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dnslib import DNSError, DNSRecord
 
 log = logging.getLogger(__name__)
-
-SocketFactory = Callable[[int, int], Awaitable[socket.socket]]
-"""(family, type) -> a non-blocking socket created in the container's netns."""
 
 RESOLV_CONF = "/etc/resolv.conf"
 _MAX_MESSAGE = 65535
@@ -87,9 +84,7 @@ class Forwarder:
         self._tries = tries
         self._next = 0
 
-    async def forward(
-        self, packet: bytes, request_id: int, *, tcp: bool, make_socket: SocketFactory
-    ) -> bytes | None:
+    async def forward(self, packet: bytes, request_id: int, *, tcp: bool) -> bytes | None:
         """The first valid upstream reply, or ``None`` when every try failed."""
         for _ in range(self._tries if self.upstreams else 0):
             upstream = self.upstreams[self._next % len(self.upstreams)]
@@ -97,19 +92,23 @@ class Forwarder:
             try:
                 async with asyncio.timeout(self._timeout):
                     if tcp:
-                        return await _exchange_tcp(packet, request_id, upstream, make_socket)
-                    return await _exchange_udp(packet, request_id, upstream, make_socket)
+                        return await _exchange_tcp(packet, request_id, upstream)
+                    return await _exchange_udp(packet, request_id, upstream)
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                # NetnsError and friends are not OSError; they propagate.
                 log.debug("upstream %s:%d failed: %r", upstream.ip, upstream.port, exc)
         return None
 
 
-async def _exchange_udp(
-    packet: bytes, request_id: int, upstream: Upstream, make_socket: SocketFactory
-) -> bytes:
+def _socket(family: int, kind: int) -> socket.socket:
+    """A fresh non-blocking socket in the agent's own netns (a new source port per try)."""
+    sock = socket.socket(family, kind)
+    sock.setblocking(False)
+    return sock
+
+
+async def _exchange_udp(packet: bytes, request_id: int, upstream: Upstream) -> bytes:
     loop = asyncio.get_running_loop()
-    sock = await make_socket(upstream.family, socket.SOCK_DGRAM)
+    sock = _socket(upstream.family, socket.SOCK_DGRAM)
     with sock:
         # Connecting a UDP socket is immediate and makes the kernel drop
         # datagrams from any other source.
@@ -121,11 +120,9 @@ async def _exchange_udp(
                 return data
 
 
-async def _exchange_tcp(
-    packet: bytes, request_id: int, upstream: Upstream, make_socket: SocketFactory
-) -> bytes:
+async def _exchange_tcp(packet: bytes, request_id: int, upstream: Upstream) -> bytes:
     loop = asyncio.get_running_loop()
-    sock = await make_socket(upstream.family, socket.SOCK_STREAM)
+    sock = _socket(upstream.family, socket.SOCK_STREAM)
     with sock:
         await loop.sock_connect(sock, (upstream.ip, upstream.port))
         await loop.sock_sendall(sock, struct.pack("!H", len(packet)) + packet)
