@@ -1,37 +1,54 @@
 """Agent configuration: command-line flags, optionally backed by a JSON file.
 
 The JSON file follows Docker's daemon.json shape for the parts berth honours:
-``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``.
-Called by agent.main; everything else receives the frozen ``AgentConfig``.
+``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``. It is
+validated with a strict pydantic model: an unknown key or a wrong type is one line
+naming the file and the key. Flags both daemons have (etcd and its TLS files, log
+level, metrics) come from berth.daemonflags. Called by agent.main; everything else
+receives the frozen ``AgentConfig``.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 
 log = logging.getLogger("berth.agent")
 
-# daemon.json keys berth honours; any other key is refused, never silently ignored.
-SUPPORTED_KEYS = frozenset({"default-runtime", "runtimes"})
 # The agent API has no authentication yet (mTLS comes with deployment), and exec is root
 # in every container: by default it listens on the node's underlay address only.
 AGENT_PORT = 7071
+METRICS_PORT = 9102
+
+
+class _Runtime(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    path: str = Field(min_length=1)
+
+
+class DaemonFile(BaseModel):
+    """The keys of daemon.json berth honours; any other key is refused, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    default_runtime: str | None = Field(default=None, alias="default-runtime", min_length=1)
+    runtimes: dict[str, _Runtime] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     node: str
     listen: str
-    etcd: str
+    etcd: EtcdSettings
     controller: str
     underlay_ip: str
     underlay_dev: str
@@ -41,9 +58,8 @@ class AgentConfig:
     cgroup_parent: str
     lease_ttl: int = 10
     dns_upstreams: tuple[str, ...] | None = None  # None: the host's resolv.conf
-    etcd_ca: str | None = None
-    etcd_cert: str | None = None
-    etcd_key: str | None = None
+    log_level: str = "INFO"
+    metrics_listen: str = ""                      # "": no /metrics
 
     @property
     def advertise(self) -> str:
@@ -59,7 +75,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node", default=socket.gethostname(), help="node name (default: hostname)")
     p.add_argument("--listen", default=None,
                    help=f"gRPC listen address (default: UNDERLAY_IP:{AGENT_PORT})")
-    p.add_argument("--etcd", default="127.0.0.1:2379", help="etcd client endpoint host:port")
     p.add_argument("--controller", default="", help="controller address, for image pulls")
     p.add_argument("--underlay-ip", required=True, help="this host's address on the underlay")
     p.add_argument("--underlay-dev", default="eth0", help="the underlay interface")
@@ -75,33 +90,36 @@ def _parser() -> argparse.ArgumentParser:
         "'none' (fail fast), or a comma-separated list of IPs",
     )
     p.add_argument("--config", default=None, type=Path, help="daemon.json-style config file")
-    p.add_argument("--etcd-ca", default=None)
-    p.add_argument("--etcd-cert", default=None)
-    p.add_argument("--etcd-key", default=None)
+    add_common(p, metrics_default=None)
     return p
 
 
-def _runtime_from_file(path: Path, wanted: str | None) -> str | None:
+def read_daemon_file(path: Path) -> DaemonFile:
+    """daemon.json, validated; any problem is one line naming the file and the key."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read agent config: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: agent config must be a JSON object")
-    unknown = sorted(set(data) - SUPPORTED_KEYS)
-    if unknown:
-        raise UserError(
-            f"{path}: {unknown[0]}: not supported yet "
-            f"(supported: {', '.join(sorted(SUPPORTED_KEYS))})"
-        )
-    name = wanted or data.get("default-runtime")
-    runtimes = data.get("runtimes", {})
-    if name and isinstance(runtimes, dict) and name in runtimes:
-        entry = runtimes[name]
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise UserError(f"{path}: runtimes.{name}.path: must be a string")
-        return str(entry["path"])
-    return name if isinstance(name, str) else None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read agent config: {exc.strerror or exc}") from exc
+    try:
+        return DaemonFile.model_validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        detail = str(error.get("ctx", {}).get("error", ""))
+        problem = {
+            "extra_forbidden": "not supported yet (supported: default-runtime, runtimes)",
+            "model_type": "the agent config must be a JSON object",
+            "json_invalid": f"not valid JSON: {detail}",
+        }.get(error["type"], error["msg"])
+        raise UserError(f"{path}: {where + ': ' if where else ''}{problem}") from exc
+
+
+def _runtime_from_file(path: Path, wanted: str | None) -> str | None:
+    data = read_daemon_file(path)
+    name = wanted or data.default_runtime
+    if name and name in data.runtimes:
+        return data.runtimes[name].path
+    return name
 
 
 def resolve_runtime(name: str) -> str:
@@ -158,7 +176,9 @@ def _listen(flag: str | None, underlay_ip: str) -> str:
 
 
 def parse(argv: list[str] | None = None) -> AgentConfig:
-    ns = _parser().parse_args(argv)
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    shared = common(parser, ns)
     if _ip(ns.underlay_ip) is None:
         raise UserError(f"--underlay-ip {ns.underlay_ip!r}: not an IP address")
     runtime = ns.runtime
@@ -167,7 +187,7 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
     return AgentConfig(
         node=ns.node,
         listen=_listen(ns.listen, ns.underlay_ip),
-        etcd=ns.etcd,
+        etcd=shared.etcd,
         controller=ns.controller,
         underlay_ip=ns.underlay_ip,
         underlay_dev=ns.underlay_dev,
@@ -177,7 +197,7 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
         cgroup_parent=ns.cgroup_parent,
         lease_ttl=ns.lease_ttl,
         dns_upstreams=_upstreams(ns.dns_upstreams),
-        etcd_ca=ns.etcd_ca,
-        etcd_cert=ns.etcd_cert,
-        etcd_key=ns.etcd_key,
+        log_level=shared.log_level,
+        metrics_listen=(join_host_port(ns.underlay_ip, METRICS_PORT)
+                        if shared.metrics_listen is None else shared.metrics_listen),
     )

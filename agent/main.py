@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -28,7 +27,7 @@ from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
 from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
-from berth import grpcopts
+from berth import grpcopts, metrics
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
@@ -127,10 +126,9 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         cgroup_parent=cfg.cgroup_parent,
         runtime_bin=cfg.runtime_bin,
     )
-    etcd = Etcd3Client(
-        cfg.etcd, ca_cert=cfg.etcd_ca, cert_cert=cfg.etcd_cert, cert_key=cfg.etcd_key
-    )
+    etcd = cfg.etcd.client()
     underlay = await _underlay(cfg)
+    metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     async with etcd:
         server = await _serve(cfg, runtime)
         addresses, routes = await host_prefixes()
@@ -165,6 +163,8 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         await network.close()
         await network.dns.close()
         await server.stop(grace=1)
+        if metrics_server is not None:
+            metrics_server.stop()
         for task in done:
             if task is not waiter and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -173,9 +173,11 @@ async def run(cfg: agent_config.AgentConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     def start() -> Coroutine[Any, Any, None]:
         # Parsed inside so a bad flag or config file exits through the same path.
-        return run(agent_config.parse(argv))
+        cfg = agent_config.parse(argv)
+        logging.getLogger().setLevel(cfg.log_level)
+        return run(cfg)
 
-    run_daemon("berth-agent", os.environ.get("BERTH_LOG_LEVEL", "INFO"), start)
+    run_daemon("berth-agent", "INFO", start)
 
 
 if __name__ == "__main__":

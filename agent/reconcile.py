@@ -31,7 +31,7 @@ from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
 from agent.runtime.state import State
-from berth import keyspace
+from berth import keyspace, metrics
 from berth.errors import UserError
 from berth.records import ContainerSpec, ContainerState, ContainerStatus, load_error
 from berth.retry import Backoff
@@ -86,7 +86,8 @@ class Reconciler:
         while True:
             self._wake.clear()
             try:
-                await self.sync_once()
+                with metrics.reconcile_pass("agent"):
+                    await self.sync_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -119,7 +120,9 @@ class Reconciler:
                 unreadable.add(name)
                 await self._unreadable(name, meta.key, meta.mod_revision, exc)
         self._forget_bad_keys({meta.key for _, meta in listing.items})
-        present = {c.name for c in await self.runtime.list()}
+        found = await self.runtime.list()
+        metrics.set_containers("agent", [str(c.state) for c in found], known=map(str, State))
+        present = {c.name for c in found}
         names = (set(desired) | present) - unreadable
         for name in sorted(names):
             worker = self._workers.get(name)

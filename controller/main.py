@@ -1,70 +1,42 @@
 """``berth-controller``: the controller daemon's entry point.
 
     berth-controller --listen HOST:PORT --etcd HOST:PORT [--state-dir DIR]
-                     [--ca FILE --cert FILE --key FILE] [--no-scheduler]
+                     [--etcd-ca FILE --etcd-cert FILE --etcd-key FILE] [--no-scheduler]
                      [--max-replicas N] [--max-containers-per-node N]
+                     [--metrics-listen HOST:PORT] [--log-level LEVEL]
 
-Connects to etcd (``--ca/--cert/--key`` are the etcd client's TLS files),
-serves the Controller gRPC API plus grpc.health.v1, and runs the scheduler
-loop. The two limits are described in berth/limits.py and docs/limits.md.
+Connects to etcd, serves the Controller gRPC API plus grpc.health.v1 and Prometheus
+/metrics, and runs the scheduler loop. Flags are parsed in config.py; the two limits
+are described in berth/limits.py and docs/limits.md.
 SIGTERM/SIGINT stop it gracefully. Only ``main()`` exits the process.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-from pathlib import Path
 from typing import Any
 
+from berth import metrics
 from berth.daemon import run_daemon
-from berth.etcd import Etcd3Client
-from berth.limits import DEFAULT_MAX_CONTAINERS_PER_NODE, DEFAULT_MAX_REPLICAS, Limits
+from controller import config
+from controller.config import ControllerConfig
 from controller.scheduler import Scheduler
 from controller.server import start_server
 
 log = logging.getLogger("berth.controller")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="berth-controller", description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:7700", help="gRPC address (HOST:PORT)")
-    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd endpoint (HOST:PORT)")
-    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/berth/controller"),
-                        help="where image archives are kept")
-    parser.add_argument("--ca", help="CA bundle to verify etcd")
-    parser.add_argument("--cert", help="client certificate for etcd")
-    parser.add_argument("--key", help="client key for etcd")
-    parser.add_argument("--no-scheduler", action="store_true",
-                        help="serve the API only (another controller schedules)")
-    parser.add_argument("--max-replicas", type=int, default=DEFAULT_MAX_REPLICAS,
-                        help="most replicas one service may ask for; also bounds service "
-                             "name length (default %(default)s)")
-    parser.add_argument("--max-containers-per-node", type=int,
-                        default=DEFAULT_MAX_CONTAINERS_PER_NODE,
-                        help="no new container goes to a node holding this many "
-                             "(default %(default)s)")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    if bool(args.cert) != bool(args.key):
-        parser.error("--cert and --key go together")
-    try:
-        args.limits = Limits(args.max_replicas, args.max_containers_per_node)
-    except ValueError as exc:
-        parser.error(f"--max-replicas/--max-containers-per-node: {exc}")
-    return args
-
-
-async def run(args: argparse.Namespace) -> None:
-    etcd = Etcd3Client(args.etcd, ca_cert=args.ca, cert_cert=args.cert, cert_key=args.key)
+async def run(cfg: ControllerConfig) -> None:
+    metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
+    etcd = cfg.etcd.client()
     async with etcd:
         await etcd.status()     # fail fast with a clear message if etcd is unreachable
-        scheduler = None if args.no_scheduler else Scheduler(etcd, args.limits)
-        running = await start_server(etcd, args.listen, args.state_dir, scheduler, args.limits)
-        log.info("controller listening on port %d (etcd %s)", running.port, args.etcd)
+        scheduler = Scheduler(etcd, cfg.limits) if cfg.scheduler else None
+        running = await start_server(etcd, cfg.listen, cfg.state_dir, scheduler, cfg.limits)
+        log.info("controller listening on port %d (etcd %s)", running.port, cfg.etcd.endpoint)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,11 +54,13 @@ async def run(args: argparse.Namespace) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
             await running.stop()
+            if metrics_server is not None:
+                metrics_server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    run_daemon("berth-controller", args.log_level, lambda: run(args))
+    cfg = config.parse(argv)
+    run_daemon("berth-controller", cfg.log_level, lambda: run(cfg))
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import get_args
 
-from berth import keyspace
+from berth import keyspace, metrics
 from berth.errors import TemporaryError
 from berth.etcd import Etcd3Client, Listing, txn
 from berth.limits import DEFAULT_LIMITS, Limits
-from berth.records import ContainerSpec
+from berth.records import ContainerSpec, ContainerState
 from berth.retry import Backoff
 from controller import vni
 from controller.ipam import AddressBook, AddressError, orphans, resolve, static_ips
@@ -133,8 +134,18 @@ class Scheduler:
 
     async def run_pass(self) -> Plan:
         """One full pass: read, decide, write. Returns what it decided."""
+        with metrics.reconcile_pass("controller"):
+            return await self._pass()
+
+    async def _pass(self) -> Plan:
         self._wake.clear()
         state = await read_state(self._etcd)
+        # Containers by the state their agents report; assigned ones with no report yet
+        # are pending, as `get containers` shows them.
+        reported = [s.state for s in state.statuses.values()]
+        unreported = sum(1 for a in state.assignments if a.spec.name not in state.statuses)
+        metrics.set_containers("controller", reported + ["pending"] * unreported,
+                               known=get_args(ContainerState))
         if await vni.reconcile(self._etcd, state.networks, state.network_revisions,
                                state.vnis):
             state = await read_state(self._etcd)

@@ -25,6 +25,7 @@ from clusterctl.lab import process
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import (
     AGENT_PORT,
+    CONTROLLER_METRICS_PORT,
     CONTROLLER_PORT,
     ETCD_PORT,
     LabState,
@@ -76,6 +77,7 @@ def controller_argv(state: LabState) -> list[str]:
     return [
         find_program("berth-controller"), "--listen", f"{ip}:{CONTROLLER_PORT}",
         "--etcd", f"{ip}:{ETCD_PORT}", "--state-dir", str(lab_dir(state.name) / "controller"),
+        "--metrics-listen", f"{ip}:{CONTROLLER_METRICS_PORT}",
     ]  # fmt: skip
 
 

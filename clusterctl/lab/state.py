@@ -26,6 +26,8 @@ RUN_DIR = Path("/run/berth")
 NETNS_DIR = Path("/run/netns")
 CONTROLLER_PORT = 7070
 AGENT_PORT = 7071
+CONTROLLER_METRICS_PORT = 9101      # Prometheus /metrics of each daemon
+AGENT_METRICS_PORT = 9102
 ETCD_PORT = 2379
 MAX_HOSTS = 50
 # Interface names are limited to 15 bytes: "bl-" + 8 + "-ctl" fits, longer names would not.
@@ -107,6 +109,7 @@ class HostInfo:
     netns: str                # "bl-<lab>-h1"
     underlay_ip: str
     agent_address: str        # "<ip>:7071"
+    agent_metrics: str        # "http://<ip>:9102/metrics"
     agent_pid: int | None     # None until started, or when the lab runs without daemons
     state_dir: Path
     runtime_root: Path
@@ -119,6 +122,7 @@ class LabInfo:
     subnet: str
     root_ip: str              # the address of the root-netns veth ``bl-<lab>``
     controller: str           # "<ip>:7070", what clusterctl dials
+    controller_metrics: str   # "http://<ip>:9101/metrics"
     etcd: str                 # "<ip>:2379"
     hosts: tuple[HostInfo, ...]
     state_dir: Path
@@ -141,6 +145,7 @@ def info_of(state: LabState) -> LabInfo:
                 netns=netns_prefix(state.name) + host,
                 underlay_ip=state.host_ip(i),
                 agent_address=f"{state.host_ip(i)}:{AGENT_PORT}",
+                agent_metrics=f"http://{state.host_ip(i)}:{AGENT_METRICS_PORT}/metrics",
                 agent_pid=agent.pid if agent else None,
                 state_dir=lab_dir(state.name) / "hosts" / host,
                 runtime_root=run_dir(state.name) / host / "runc",
@@ -152,6 +157,7 @@ def info_of(state: LabState) -> LabInfo:
         subnet=state.subnet,
         root_ip=state.root_ip,
         controller=f"{state.ctl_ip}:{CONTROLLER_PORT}",
+        controller_metrics=f"http://{state.ctl_ip}:{CONTROLLER_METRICS_PORT}/metrics",
         etcd=f"{state.ctl_ip}:{ETCD_PORT}",
         hosts=tuple(hosts),
         state_dir=lab_dir(state.name),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Lab, wait_until
+from tests.metricsread import Samples, scrape_until
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +58,20 @@ def test_replicas_run(lab: Lab) -> None:
     assert rows["web-1"]["service"] == "web"
     assert rows["web-1"]["node"] == "h1"
     assert rows["web-1"]["networks"] == {}
+
+
+def test_daemons_serve_metrics(lab: Lab) -> None:
+    """Both daemons' /metrics parse and count what `get containers` shows: 2 running."""
+    def running(daemon: str) -> Callable[[Samples], bool]:
+        key = ("berth_containers", (("daemon", daemon), ("state", "running")))
+        return lambda samples: samples.get(key) == 2
+
+    agent = scrape_until(lab.info["hosts"][0]["agent_metrics"], running("agent"))
+    controller = scrape_until(lab.info["controller_metrics"], running("controller"))
+    for daemon, samples in (("agent", agent), ("controller", controller)):
+        passes = ("berth_reconcile_passes_total", (("daemon", daemon), ("outcome", "ok")))
+        assert samples[passes] >= 1
+        assert samples[("berth_reconcile_pass_seconds_count", (("daemon", daemon),))] >= 1
 
 
 def test_exec_hostname_is_container_name(lab: Lab) -> None:

@@ -34,6 +34,7 @@ from controller.errors import InUseError
 from controller.scheduler import Scheduler
 from controller.server import RunningServer, start_server
 from protos import agent_pb2_grpc, common_pb2, controller_pb2, controller_pb2_grpc
+from tests.metricsread import scrape_until
 
 pytestmark = pytest.mark.integration
 
@@ -487,10 +488,11 @@ def _free_port() -> int:
 
 
 async def test_daemon_serves_and_stops_on_sigterm(etcd_endpoint: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller.main", "--listen", f"127.0.0.1:{port}",
         "--etcd", etcd_endpoint, "--state-dir", str(tmp_path),
+        "--metrics-listen", f"127.0.0.1:{metrics_port}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -498,6 +500,12 @@ async def test_daemon_serves_and_stops_on_sigterm(etcd_endpoint: str, tmp_path: 
             stub = health_pb2_grpc.HealthStub(channel)
             resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        # /metrics parses, and the scheduler's first pass is counted.
+        samples = await asyncio.to_thread(
+            scrape_until, f"http://127.0.0.1:{metrics_port}/metrics",
+            lambda s: s.get(("berth_reconcile_passes_total",
+                             (("daemon", "controller"), ("outcome", "ok"))), 0) >= 1)
+        assert samples[("berth_containers", (("daemon", "controller"), ("state", "running")))] == 0
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:

@@ -39,7 +39,8 @@ class Daemon:
     def __init__(self, etcd: str, state_dir: Path, log: Path) -> None:
         self.address = f"127.0.0.1:{free_port()}"
         self._argv = [sys.executable, "-m", "controller.main", "--listen", self.address,
-                      "--etcd", etcd, "--state-dir", str(state_dir)]
+                      "--etcd", etcd, "--state-dir", str(state_dir),
+                      "--metrics-listen", "127.0.0.1:0"]
         self._log = log
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -29,16 +29,20 @@ def test_runtime_comes_from_daemon_json(tmp_path: Path) -> None:
         pytest.param([], "must be a JSON object", id="not-an-object"),
         pytest.param(
             {"runtimes": {"x": {"path": 3}}, "default-runtime": "x"},
-            "runtimes.x.path",
+            "runtimes.x.path: Input should be a valid string",
             id="bad-path",
         ),
+        pytest.param({"default-runtime": 7}, "default-runtime: Input should be a valid string",
+                     id="bad-type"),
+        pytest.param('{"runtimes": ', "not valid JSON", id="not-json"),
     ],
 )
 def test_bad_daemon_json_is_refused(tmp_path: Path, content: object, message: str) -> None:
     cfg_file = tmp_path / "daemon.json"
-    cfg_file.write_text(json.dumps(content))
-    with pytest.raises(UserError, match=message):
+    cfg_file.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(UserError, match=message) as info:
         parse([*BASE, "--config", str(cfg_file)])
+    assert str(info.value).startswith(f"{cfg_file}: ") and "\n" not in str(info.value)
 
 
 def test_missing_runtime_is_refused() -> None:

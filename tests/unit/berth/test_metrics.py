@@ -1,19 +1,10 @@
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from berth import metrics
 from berth.errors import UserError
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+from tests.metricsread import scrape
 
 
 def test_served_series_parse_and_follow_what_was_recorded() -> None:
@@ -25,7 +16,7 @@ def test_served_series_parse_and_follow_what_was_recorded() -> None:
             raise RuntimeError("boom")
         metrics.set_containers("agent", ["running", "running", "exited"])
         metrics.set_containers("agent", ["running"])     # exited is gone: 0, not 1
-        got = _scrape(server.port)
+        got = scrape(f"http://127.0.0.1:{server.port}/metrics")
     finally:
         server.stop()
     assert got[("berth_containers", (("daemon", "agent"), ("state", "running")))] == 1
