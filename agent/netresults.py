@@ -1,15 +1,34 @@
-"""Where the agent keeps each AttachResult, so CHECK and DEL get back what ADD did.
+"""Where the agent keeps what each ADD did, so CHECK and DEL get it back.
 
 One JSON file per container and network under <state>/netresults/, written
-atomically. Owned by agent.network.
+atomically. Besides the driver's AttachResult it keeps the NetConf and ifname that
+ADD used: like CNI's DEL, tearing down then needs nothing else, not even the
+network's spec (which may be gone by then: a deleted service, a restarted agent).
+Files written before the NetConf was kept hold a bare AttachResult; they still load.
+Owned by agent.network.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
-from netplugins.contract import AttachResult
+import pydantic
+
+from netplugins.contract import AttachResult, NetConf
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ADD did on one network, and with what: enough for a DEL on its own."""
+
+    result: AttachResult
+    net: NetConf | None = None      # None: an old file that held only the result
+    ifname: str = ""
+
+
+_STORED = pydantic.TypeAdapter(Stored)
 
 
 class ResultStore:
@@ -19,17 +38,30 @@ class ResultStore:
     def _path(self, container: str, network: str) -> Path:
         return self._root / container / f"{network}.json"
 
-    def load(self, container: str, network: str) -> AttachResult | None:
+    def load_stored(self, container: str, network: str) -> Stored | None:
         try:
-            return AttachResult.from_json(self._path(container, network).read_bytes())
-        except (OSError, ValueError):
+            raw = self._path(container, network).read_bytes()
+        except OSError:
+            return None
+        try:
+            return _STORED.validate_json(raw)
+        except pydantic.ValidationError:
+            pass
+        try:
+            return Stored(AttachResult.from_json(raw))
+        except ValueError:
             return None
 
-    def store(self, container: str, network: str, result: AttachResult) -> None:
+    def load(self, container: str, network: str) -> AttachResult | None:
+        stored = self.load_stored(container, network)
+        return stored.result if stored else None
+
+    def store(self, container: str, network: str, result: AttachResult, net: NetConf,
+              ifname: str) -> None:
         path = self._path(container, network)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(result.to_json())
+        tmp.write_bytes(_STORED.dump_json(Stored(result, net, ifname)))
         tmp.replace(path)
 
     def remove(self, container: str, network: str) -> None:

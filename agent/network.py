@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.dns import DnsServer, InvalidRecord, Records, hosts_file, resolv_conf
 from agent.endpoints import EndpointTable, NetworkPeers, peer_of
 from agent.hooks import ContainerHooks
-from agent.netresults import ResultStore
+from agent.netresults import ResultStore, Stored
 from agent.ownership import delete_own
 from agent.ports import KeyValue
 from agent.runtime.bundle import rewrite_file
@@ -35,7 +36,7 @@ from berth import keyspace
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
 from netplugins.contract import Attachment, ContainerId, HostContext, NetConf, NetworkHost
 from netplugins.errors import CheckFailedError
-from netplugins.registry import lookup
+from netplugins.registry import DRIVERS, DriverEntry, lookup
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ def attachment(spec: ContainerSpec, att: NetworkAttachment, netns: str) -> Attac
     )  # fmt: skip
 
 
+def stored_attachment(name: str, stored: Stored) -> Attachment:
+    """The attachment ADD made, rebuilt from its stored result (for DEL without a spec)."""
+    ip, prefixlen = "", 0
+    if stored.result.ips:
+        iface = ipaddress.ip_interface(stored.result.ips[0].address)
+        ip, prefixlen = str(iface.ip), iface.network.prefixlen
+    inside = next((i for i in stored.result.interfaces if i.sandbox), None)
+    return Attachment(
+        container_id=ContainerId(name), container_name=name, netns="", ip=ip,
+        prefixlen=prefixlen, mac=inside.mac if inside else "", ifname=stored.ifname or "eth0",
+    )  # fmt: skip
+
+
 @dataclass
 class _HostRun:
     host: NetworkHost
@@ -75,6 +89,7 @@ class NetworkManager(ContainerHooks):
     state_dir: Path
     dns: DnsServer
     records: Records = field(default_factory=Records)
+    drivers: Mapping[str, DriverEntry] = field(default_factory=lambda: DRIVERS)
     _hosts: dict[str, _HostRun] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _published: dict[tuple[str, str], tuple[Endpoint, int]] = field(default_factory=dict)
@@ -88,6 +103,9 @@ class NetworkManager(ContainerHooks):
 
     def _lock(self, network: str) -> asyncio.Lock:
         return self._locks.setdefault(network, asyncio.Lock())
+
+    def _entry(self, driver: str) -> DriverEntry:
+        return lookup(driver, self.drivers)
 
     async def run(self) -> None:
         await self.table.follow(self.etcd)
@@ -118,7 +136,7 @@ class NetworkManager(ContainerHooks):
     async def _ensure_host(self, net: NetConf) -> None:
         if net.name in self._hosts:
             return
-        entry = lookup(net.driver)
+        entry = self._entry(net.driver)
         if entry.make_host is None:
             return
         host = entry.make_host(net, self.ctx)
@@ -155,9 +173,10 @@ class NetworkManager(ContainerHooks):
     async def _add(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
         net = network_spec(att)
         await self._ensure_host(net)
-        driver = lookup(net.driver).make_driver(self.ctx)
-        result = await driver.add(attachment(spec, att, netns), net)
-        self.results.store(spec.name, att.network, result)
+        driver = self._entry(net.driver).make_driver(self.ctx)
+        added = attachment(spec, att, netns)
+        result = await driver.add(added, net)
+        self.results.store(spec.name, att.network, result, net, added.ifname)
 
     async def ensure_running(self, spec: ContainerSpec, container: Container) -> None:
         """Every pass for a running container: check once per agent life, publish, DNS."""
@@ -176,7 +195,7 @@ class NetworkManager(ContainerHooks):
         net = network_spec(att)
         await self._ensure_host(net)
         prev = self.results.load(spec.name, att.network)
-        driver = lookup(net.driver).make_driver(self.ctx)
+        driver = self._entry(net.driver).make_driver(self.ctx)
         if prev is not None:
             try:
                 await driver.check(attachment(spec, att, netns), net, prev)
@@ -230,13 +249,19 @@ class NetworkManager(ContainerHooks):
     async def _delete_one(
         self, name: str, network: str, spec: ContainerSpec | None, att: NetworkAttachment | None
     ) -> None:
-        if spec is None or att is None:
-            log.warning("%s: no spec for network %s; dropping its stored result", name, network)
+        """DEL from the spec when there is one, else from what ADD stored (CNI's DEL)."""
+        stored = self.results.load_stored(name, network)
+        if spec is not None and att is not None:
+            net, target = network_spec(att), attachment(spec, att, "")
+        elif stored is not None and stored.net is not None:
+            net, target = stored.net, stored_attachment(name, stored)
         else:
-            net = network_spec(att)
-            driver = lookup(net.driver).make_driver(self.ctx)
-            prev = self.results.load(name, network)
-            await driver.delete(attachment(spec, att, ""), net, prev)
+            log.warning("%s: nothing says how network %s was attached; dropping its record",
+                        name, network)
+            self.results.remove(name, network)
+            return
+        driver = self._entry(net.driver).make_driver(self.ctx)
+        await driver.delete(target, net, stored.result if stored else None)
         self.results.remove(name, network)
 
 

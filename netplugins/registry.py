@@ -27,9 +27,10 @@ DRIVERS: Mapping[str, DriverEntry] = {
 }
 
 
-def lookup(name: str) -> DriverEntry:
+def lookup(name: str, drivers: Mapping[str, DriverEntry] = DRIVERS) -> DriverEntry:
+    """The entry for ``name`` in ``drivers`` (tests pass a table of fakes)."""
     try:
-        return DRIVERS[name]
+        return drivers[name]
     except KeyError:
-        known = ", ".join(sorted(DRIVERS))
+        known = ", ".join(sorted(drivers))
         raise UnknownDriverError(f"unknown network driver {name!r} (known: {known})") from None
