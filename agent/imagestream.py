@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from pathlib import Path
 
 from agent.runtime.errors import ImageFormatError
@@ -31,7 +31,7 @@ def _spool_open(scratch: Path) -> tuple[int, str]:
 
 
 async def load_stream(
-    images: ImageStore, frames: AsyncIterator[common_pb2.ImageChunk], scratch: Path,
+    images: ImageStore, frames: AsyncIterable[common_pb2.ImageChunk], scratch: Path,
     limit: int = MAX_ARCHIVE_BYTES,
 ) -> list[str]:
     """Spool FRAMES to a file under SCRATCH, load it, and return the refs it named."""

@@ -53,7 +53,7 @@ class ImagePuller:
             async with grpc.aio.insecure_channel(
                 self._controller, options=grpcopts.channel_options()
             ) as channel:
-                stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+                stub = controller_pb2_grpc.ControllerStub(channel)
                 frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
                 await load_stream(self._runtime.images, frames, self._scratch)
         except grpc.aio.AioRpcError as exc:
@@ -63,7 +63,7 @@ class ImagePuller:
 async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
     server = grpc.aio.server(options=grpcopts.server_options())
     service = AgentService(runtime, cfg.state_dir / "tmp")
-    agent_pb2_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(cfg.listen) == 0:

@@ -52,7 +52,7 @@ PROBER = "prober"
 POLL = 0.02        # baseline poll of the controller; finer would load the 2-core lab itself
 GONE_TIMEOUT = 30.0
 
-Stub = controller_pb2_grpc.ControllerStub
+Stub = controller_pb2_grpc.ControllerAsyncStub
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from common import BenchError, lab_session, nearest_rank, run_main
 from clusterctl.client import connect
 from protos import controller_pb2, controller_pb2_grpc
 
-Stub = controller_pb2_grpc.ControllerStub
+Stub = controller_pb2_grpc.ControllerAsyncStub
 GET_SAMPLES = 200
 
 

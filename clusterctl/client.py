@@ -115,11 +115,11 @@ def rpc_error(exc: grpc.aio.AioRpcError, address: str) -> CtlError:
 
 
 @asynccontextmanager
-async def connect(flag: str | None) -> AsyncIterator[controller_pb2_grpc.ControllerStub]:
+async def connect(flag: str | None) -> AsyncIterator[controller_pb2_grpc.ControllerAsyncStub]:
     address = controller_address(flag)
     options = grpcopts.channel_options()
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         try:
-            yield controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+            yield controller_pb2_grpc.ControllerStub(channel)
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, address) from exc

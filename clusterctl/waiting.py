@@ -53,7 +53,7 @@ def _progress(resp: controller_pb2.GetResponse, services: list[str]) -> tuple[bo
 
 
 async def wait_for_services(
-    stub: controller_pb2_grpc.ControllerStub, services: list[str], within: float, err: Console
+    stub: controller_pb2_grpc.ControllerAsyncStub, services: list[str], within: float, err: Console
 ) -> None:
     deadline = time.monotonic() + within
     line = problem = ""

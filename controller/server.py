@@ -149,7 +149,7 @@ async def start_server(
     if limits is None:
         limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
     service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
-    controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
+    controller_pb2_grpc.add_ControllerServicer_to_server(
         service, server)
     health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

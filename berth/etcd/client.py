@@ -62,12 +62,13 @@ _CHANNEL_OPTIONS = [
 
 
 class _Stubs:
-    # The generated *_grpc.py stubs are untyped; their methods are typed at each call site.
+    """The etcd services on one channel, typed by mypy-protobuf's generated stubs."""
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.kv: Any = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
-        self.watch: Any = rpc_pb2_grpc.WatchStub(channel)  # type: ignore[no-untyped-call]
-        self.lease: Any = rpc_pb2_grpc.LeaseStub(channel)  # type: ignore[no-untyped-call]
-        self.maintenance: Any = rpc_pb2_grpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
+        self.kv = rpc_pb2_grpc.KVStub(channel)
+        self.watch = rpc_pb2_grpc.WatchStub(channel)
+        self.lease = rpc_pb2_grpc.LeaseStub(channel)
+        self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
 
 
 class Etcd3Client:

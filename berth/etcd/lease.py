@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import grpc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
@@ -28,7 +27,7 @@ from berth.etcd.errors import (
     from_rpc_error,
     is_transient,
 )
-from protos.etcd import rpc_pb2
+from protos.etcd import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,8 @@ log = logging.getLogger(__name__)
 class Lease:
     """A granted lease: ``id`` to attach keys, ``ttl`` as granted by the server."""
 
-    def __init__(self, lease_id: int, ttl: int, stub: Any, timeout: float) -> None:
+    def __init__(self, lease_id: int, ttl: int, stub: rpc_pb2_grpc.LeaseAsyncStub,
+                 timeout: float) -> None:
         self.id = lease_id
         self.ttl = ttl
         self._stub = stub  # rpc_pb2_grpc.LeaseStub over the client's channel
@@ -49,7 +49,7 @@ class Lease:
 
     async def refresh(self) -> int:
         """Send one keepalive; return the remaining TTL (0: the lease has expired)."""
-        call = self._stub.LeaseKeepAlive(timeout=self._timeout)
+        call = self._stub.LeaseKeepAlive(timeout=self._timeout)  # type: ignore[call-arg]
         try:
             await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.id))
             await call.done_writing()
@@ -62,6 +62,7 @@ class Lease:
             call.cancel()
         if resp is STREAM_EOF:
             return 0
+        assert isinstance(resp, rpc_pb2.LeaseKeepAliveResponse)
         ttl = max(int(resp.TTL), 0)
         self._expires_at = time.monotonic() + ttl
         return ttl
@@ -110,7 +111,9 @@ class Lease:
         """One LeaseKeepAlive stream; returns only by raising."""
         interval = max(self.ttl / 3, 0.1)
         what = f"keepalive of lease {self.id:x}"
-        call = self._stub.LeaseKeepAlive()
+        # grpc.aio lets a stream opened without an iterator be fed with write();
+        # grpc-stubs only knows the iterator form.
+        call = self._stub.LeaseKeepAlive()  # type: ignore[call-arg]
         try:
             while True:
                 await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.id))
@@ -119,6 +122,7 @@ class Lease:
                     resp = await call.read()
                 if resp is STREAM_EOF:
                     raise EtcdUnavailable(f"etcd {what}: stream closed by the server")
+                assert isinstance(resp, rpc_pb2.LeaseKeepAliveResponse)
                 if resp.TTL <= 0:
                     raise LeaseLost(self.id, "etcd answered TTL 0 (expired or revoked)")
                 self._expires_at = time.monotonic() + resp.TTL

@@ -22,7 +22,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
 
 import grpc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
@@ -44,11 +43,12 @@ from berth.etcd.model import (
     prefix_range_end,
 )
 from berth.metrics import ETCD_ERRORS
-from protos.etcd import rpc_pb2
+from protos.etcd import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 Lister = Callable[[str], Awaitable[Listing]]
+WatchCall = grpc.aio.StreamStreamCall[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
 
 
 class _Restart(Exception):
@@ -60,7 +60,7 @@ class PrefixWatch:
 
     def __init__(
         self,
-        stub: Any,  # rpc_pb2_grpc.WatchStub
+        stub: rpc_pb2_grpc.WatchAsyncStub,
         lister: Lister,
         prefix: str,
         start_revision: int | None,
@@ -87,7 +87,7 @@ class PrefixWatch:
 
     async def events(self) -> AsyncGenerator[WatchEvent, None]:
         while True:
-            opened: tuple[Any, rpc_pb2.WatchResponse] = await self._retrying()(self._open)
+            opened: tuple[WatchCall, rpc_pb2.WatchResponse] = await self._retrying()(self._open)
             call, created = opened
             try:
                 async with aclosing(self._drain(call, created)) as stream:
@@ -100,7 +100,7 @@ class PrefixWatch:
             finally:
                 call.cancel()
 
-    async def _open(self) -> tuple[Any, rpc_pb2.WatchResponse]:
+    async def _open(self) -> tuple[WatchCall, rpc_pb2.WatchResponse]:
         """Open a Watch stream; return it with etcd's "created" answer."""
         key = encode_key(self._prefix)
         create = rpc_pb2.WatchCreateRequest(
@@ -110,7 +110,9 @@ class PrefixWatch:
             progress_notify=True,
         )
         what = f"watch {self._prefix}"
-        call = self._stub.Watch()
+        # grpc.aio lets a stream opened without an iterator be fed with write();
+        # grpc-stubs only knows the iterator form.
+        call = self._stub.Watch()  # type: ignore[call-arg]
         try:
             await call.write(rpc_pb2.WatchRequest(create_request=create))
             # The stream has no deadline; a live server answers "created" at once.
@@ -135,7 +137,7 @@ class PrefixWatch:
             self.next_rev = resp.header.revision + 1
         return call, resp
 
-    async def _read(self, call: Any) -> rpc_pb2.WatchResponse:
+    async def _read(self, call: WatchCall) -> rpc_pb2.WatchResponse:
         try:
             resp = await call.read()
         except grpc.aio.AioRpcError as exc:
@@ -146,7 +148,7 @@ class PrefixWatch:
         return resp
 
     async def _drain(
-        self, call: Any, created: rpc_pb2.WatchResponse
+        self, call: WatchCall, created: rpc_pb2.WatchResponse
     ) -> AsyncGenerator[WatchEvent, None]:
         resp = created
         while True:

@@ -199,7 +199,7 @@ async def load_image(state: LabState, tar: Path) -> list[str]:
             f.close()
 
     async with channel(state) as ch:
-        stub = controller_pb2_grpc.ControllerStub(ch)  # type: ignore[no-untyped-call]
+        stub = controller_pb2_grpc.ControllerStub(ch)
         try:
             reply = await stub.ImageLoad(frames(), timeout=120)
         except grpc.aio.AioRpcError as exc:
@@ -217,7 +217,7 @@ async def wait_nodes(state: LabState, within: float, progress: Progress) -> None
 
     async def probe() -> None:
         async with channel(state) as ch:
-            stub = controller_pb2_grpc.ControllerStub(ch)  # type: ignore[no-untyped-call]
+            stub = controller_pb2_grpc.ControllerStub(ch)
             try:
                 reply = await stub.Get(controller_pb2.GetRequest(kind="nodes"), timeout=5)
             except grpc.aio.AioRpcError as exc:

@@ -97,7 +97,7 @@ def _answers(endpoint: str, tls: EtcdTls | None) -> bool:
         )
         channel = grpc.secure_channel(endpoint, creds)
     with channel:
-        stub = rpc_pb2_grpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
+        stub = rpc_pb2_grpc.MaintenanceStub(channel)
         try:
             resp = stub.Status(rpc_pb2.StatusRequest(), timeout=1.0)
         except grpc.RpcError:

@@ -85,7 +85,7 @@ async def cluster(etcd: Etcd3Client, tmp_path: Path) -> AsyncIterator[Cluster]:
     running: RunningServer = await start_server(etcd, "127.0.0.1:0", tmp_path, scheduler)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+            stub = controller_pb2_grpc.ControllerStub(channel)
             yield Cluster(etcd, stub, scheduler)
     finally:
         await running.stop(grace=None)
@@ -401,7 +401,7 @@ class RecordingAgent(agent_pb2_grpc.AgentServicer):
 async def agent() -> AsyncIterator[tuple[RecordingAgent, str]]:
     server = grpc.aio.server()
     servicer = RecordingAgent()
-    agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -142,7 +142,7 @@ async def test_oversized_request_is_refused_by_the_server(controller: Controller
     # A client without berth's send limit: the controller itself must refuse.
     options = [("grpc.max_send_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(controller.address, options=options) as channel:
-        stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+        stub = controller_pb2_grpc.ControllerStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Apply(controller_pb2.ApplyRequest(
                 source="big.yaml", manifest=_huge_manifest(5 << 20)))

@@ -43,7 +43,7 @@ class RefusingAgent(agent_pb2_grpc.AgentServicer):
 @asynccontextmanager
 async def _serve(servicer: Any) -> AsyncIterator[str]:
     server = grpc.aio.server()
-    agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -100,7 +100,7 @@ async def controller(etcd: Etcd3Client, tmp_path: Path) -> AsyncIterator[Control
     running: RunningServer = await start_server(etcd, "127.0.0.1:0", tmp_path / "controller")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+            stub = controller_pb2_grpc.ControllerStub(channel)
             yield Controller(etcd, stub, tmp_path / "controller")
     finally:
         await running.stop(grace=None)

@@ -77,7 +77,7 @@ async def cluster(etcd: Etcd3Client, tmp_path: Path) -> AsyncIterator[Cluster]:
     running: RunningServer = await start_server(etcd, "127.0.0.1:0", tmp_path)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+            stub = controller_pb2_grpc.ControllerStub(channel)
             yield Cluster(etcd, stub)
     finally:
         await running.stop(grace=None)

@@ -286,7 +286,7 @@ def _daemons_installed() -> bool:
 async def _controller_call(info: LabInfo, method: str, request: object) -> object:
     options = [("grpc.enable_http_proxy", 0)]
     async with grpc.aio.insecure_channel(info.controller, options=options) as channel:
-        stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+        stub = controller_pb2_grpc.ControllerStub(channel)
         return await getattr(stub, method)(request, timeout=10)
 
 

@@ -104,7 +104,7 @@ async def _cluster(etcd: Etcd3Client, tmp_path: Path, limits: Limits) -> AsyncIt
     running: RunningServer = await start_server(etcd, "127.0.0.1:0", tmp_path, scheduler)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            stub = controller_pb2_grpc.ControllerStub(channel)  # type: ignore[no-untyped-call]
+            stub = controller_pb2_grpc.ControllerStub(channel)
             yield Cluster(etcd, stub, scheduler)
     finally:
         await running.stop(grace=None)

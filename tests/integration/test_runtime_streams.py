@@ -184,10 +184,10 @@ async def test_slow_exec_reader_keeps_agent_and_controller_memory_bounded(
     agent, controller = grpc.aio.server(), grpc.aio.server()
     agent_addr = f"unix://{tmp_path}/agent.sock"
     controller_addr = f"unix://{tmp_path}/controller.sock"
-    agent_pb2_grpc.add_AgentServicer_to_server(  # type: ignore[no-untyped-call]
+    agent_pb2_grpc.add_AgentServicer_to_server(
         AgentService(rt, tmp_path / "scratch"), agent)
     service = ControllerService(_OneAssignment(agent_addr), None, None)  # type: ignore[arg-type]
-    controller_pb2_grpc.add_ControllerServicer_to_server(  # type: ignore[no-untyped-call]
+    controller_pb2_grpc.add_ControllerServicer_to_server(
         service, controller)
     for server, address in ((agent, agent_addr), (controller, controller_addr)):
         server.add_insecure_port(address)
