@@ -1,4 +1,4 @@
-"""The narrow views the reconciler needs of etcd and of the container runtime.
+"""The narrow views the reconciler needs of etcd (berth.etcd.KeyValue) and of the runtime.
 
 agent.reconcile is written against these Protocols, so its unit tests can hand it
 fakes (httpx's MockTransport is the model) while agent.main hands it the real
@@ -7,26 +7,11 @@ fakes (httpx's MockTransport is the model) while agent.main hands it the real
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from agent.runtime.containers import Container
-from berth.etcd import KVMeta, Lease, Listing, WatchEvent
-from berth.etcd.txn import Compare, Op
+from berth.etcd import KeyValue as KeyValue  # the one etcd port, shared with the controller
 from berth.records import ContainerSpec
-
-
-class KeyValue(Protocol):
-    async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]: ...
-    async def get_prefix(self, prefix: str) -> Listing: ...
-    async def transaction(
-        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
-    ) -> tuple[bool, list[Listing | None]]: ...
-    async def put(self, key: str, value: bytes | str, lease: Lease | int | None = None) -> int: ...
-    async def delete(self, key: str) -> bool: ...
-    def watch_prefix(
-        self, prefix: str, start_revision: int | None = None
-    ) -> AsyncIterator[WatchEvent]: ...
 
 
 class ImageIndex(Protocol):

@@ -37,7 +37,7 @@ import grpc
 from berth import keyspace
 from berth.digest import Digest, store_path
 from berth.errors import NotFoundError, PermanentError, UserError
-from berth.etcd import Etcd3Client, txn
+from berth.etcd import KeyValue, txn
 from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.records import ImageRecord, NodeRecord
 from controller.errors import AgentRejected, NodeUnavailable
@@ -62,7 +62,7 @@ class Pushed:
 
 
 class ImageStore:
-    def __init__(self, etcd: Etcd3Client, state_dir: Path,
+    def __init__(self, etcd: KeyValue, state_dir: Path,
                  max_archive: int = MAX_ARCHIVE_BYTES) -> None:
         self._etcd = etcd
         self._dir = state_dir / "images"

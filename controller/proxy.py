@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from berth import grpcopts, keyspace
 from berth.errors import NotFoundError, PermanentError
-from berth.etcd import Etcd3Client
+from berth.etcd import KeyValue
 from berth.records import ContainerSpec, NodeRecord, load_error
 from controller.errors import AgentRejected, NodeUnavailable
 from protos import agent_pb2_grpc, common_pb2
@@ -38,7 +38,7 @@ def agent_channel(node: NodeRecord) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(node.agent_addr, options=grpcopts.channel_options())
 
 
-async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, NodeRecord]:
+async def locate(etcd: KeyValue, container: str) -> tuple[ContainerSpec, NodeRecord]:
     """The container's assignment and its node; NOT_FOUND / UNAVAILABLE otherwise."""
     listing = await etcd.get_prefix(keyspace.ASSIGN)
     for value, meta in listing.items:
@@ -63,7 +63,7 @@ async def locate(etcd: Etcd3Client, container: str) -> tuple[ContainerSpec, Node
 
 
 async def exec_(
-    etcd: Etcd3Client, request: common_pb2.ExecRequest
+    etcd: KeyValue, request: common_pb2.ExecRequest
 ) -> AsyncIterator[common_pb2.ExecOutput]:
     _, node = await locate(etcd, request.container)
     async with agent_channel(node) as channel:
@@ -73,7 +73,7 @@ async def exec_(
 
 
 async def logs(
-    etcd: Etcd3Client, request: common_pb2.LogsRequest
+    etcd: KeyValue, request: common_pb2.LogsRequest
 ) -> AsyncIterator[common_pb2.LogEntry]:
     _, node = await locate(etcd, request.container)
     async with agent_channel(node) as channel:

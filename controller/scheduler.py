@@ -37,7 +37,7 @@ from typing import get_args
 
 from berth import keyspace, metrics
 from berth.errors import TemporaryError
-from berth.etcd import Etcd3Client, Listing, txn
+from berth.etcd import KeyValue, Listing, txn
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerSpec, ContainerState
 from berth.retry import Backoff
@@ -64,7 +64,7 @@ class _Write:
 
 
 class Scheduler:
-    def __init__(self, etcd: Etcd3Client, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, etcd: KeyValue, limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
         self.limits = limits
         self._wake = asyncio.Event()
@@ -169,7 +169,7 @@ class Scheduler:
 class _PassWriter:
     """The writes of one pass, sharing one AddressBook kept current with its own claims."""
 
-    def __init__(self, etcd: Etcd3Client, state: ClusterState, decided: Plan) -> None:
+    def __init__(self, etcd: KeyValue, state: ClusterState, decided: Plan) -> None:
         self._etcd = etcd
         self._state = state
         self._plan = decided

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from berth import grpcopts
 from berth.errors import BerthError, UserError
-from berth.etcd import Etcd3Client
+from berth.etcd import KeyValue
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
 from controller import getters, proxy, store
@@ -52,7 +52,7 @@ def _describe(service: ControllerService, exc: BerthError) -> Status:
 class ControllerService(controller_pb2_grpc.ControllerServicer):
     """Each RPC delegates and raises; maps_errors turns what it raises into a status."""
 
-    def __init__(self, etcd: Etcd3Client, images: ImageStore, scheduler: Scheduler | None,
+    def __init__(self, etcd: KeyValue, images: ImageStore, scheduler: Scheduler | None,
                  limits: Limits = DEFAULT_LIMITS) -> None:
         self._etcd = etcd
         self._images = images
@@ -138,7 +138,7 @@ class RunningServer:
 
 
 async def start_server(
-    etcd: Etcd3Client, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
+    etcd: KeyValue, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
     limits: Limits | None = None,
 ) -> RunningServer:
     """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from berth import keyspace
 from berth.errors import ManifestError
-from berth.etcd import Etcd3Client, Listing, txn
+from berth.etcd import KeyValue, Listing, txn
 from berth.manifest import NetworkDocument, ServiceDocument, parse_document
 from berth.records import ContainerSpec, ContainerStatus, Endpoint, NodeRecord, load_error
 from controller.ipam import Allocation, parse_allocations
@@ -106,7 +106,7 @@ class ClusterState:
         return sum(1 for a in self.assignments if a.node == node)
 
 
-async def read_state(etcd: Etcd3Client) -> ClusterState:
+async def read_state(etcd: KeyValue) -> ClusterState:
     """Everything the scheduler and Get need, at one revision."""
     ok, responses = await etcd.transaction([], [txn.get_prefix(p) for p in _PREFIXES])
     listings = [r for r in responses if isinstance(r, Listing)]

@@ -40,7 +40,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from berth import keyspace, kinds
 from berth.errors import ConflictError, ManifestError, NotFoundError, UserError
-from berth.etcd import Etcd3Client, KVMeta, Listing, txn
+from berth.etcd import KeyValue, KVMeta, Listing, txn
 from berth.etcd.model import prefix_range_end
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest import (
@@ -106,7 +106,7 @@ def canonical_kind(kind: str) -> str:
     return found
 
 
-async def _read(etcd: Etcd3Client, keys: Sequence[str]) -> tuple[dict[str, _Current], int]:
+async def _read(etcd: KeyValue, keys: Sequence[str]) -> tuple[dict[str, _Current], int]:
     """Read ``keys`` in one transaction: a consistent view at one revision."""
     _, responses = await etcd.transaction([], [txn.get(k) for k in keys])
     out: dict[str, _Current] = {}
@@ -126,7 +126,7 @@ def _retrying() -> AsyncRetrying:
 
 
 async def apply(
-    etcd: Etcd3Client, source: str, text: str, *, dry_run: bool = False,
+    etcd: KeyValue, source: str, text: str, *, dry_run: bool = False,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[Applied], int]:
     """Validate ``text`` and write every document, or nothing. Returns results and revision."""
@@ -138,7 +138,7 @@ async def apply(
 
 
 async def _apply_once(
-    etcd: Etcd3Client, source: str, docs: list[Document], dry_run: bool
+    etcd: KeyValue, source: str, docs: list[Document], dry_run: bool
 ) -> tuple[list[Applied], int]:
     in_file = {d.name: d for d in docs if isinstance(d, NetworkDocument)}
     referenced = sorted({name for d in docs if isinstance(d, ServiceDocument)
@@ -232,7 +232,7 @@ def _check_stored_size(source: str, docs: Sequence[Document], puts: Sequence[txn
 
 
 async def _check_underlay(
-    etcd: Etcd3Client, source: str, networks: Sequence[NetworkDocument]
+    etcd: KeyValue, source: str, networks: Sequence[NetworkDocument]
 ) -> None:
     """Refuse a new network whose subnet collides with a Ready node's addresses or routes.
 
@@ -275,7 +275,7 @@ def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> 
 
 
 async def delete(
-    etcd: Etcd3Client, refs: Sequence[tuple[str, str]], *, must_exist: bool
+    etcd: KeyValue, refs: Sequence[tuple[str, str]], *, must_exist: bool
 ) -> list[Applied]:
     """Remove the desired keys of ``refs`` (kind, name) in one transaction."""
     async for attempt in _retrying():
@@ -284,7 +284,7 @@ async def delete(
     raise AssertionError("unreachable: tenacity reraises")
 
 
-async def delete_manifest(etcd: Etcd3Client, source: str, text: str) -> list[Applied]:
+async def delete_manifest(etcd: KeyValue, source: str, text: str) -> list[Applied]:
     """``delete -f``: every document of the file; absent ones are reported, not errors.
 
     Without the replica and name limits: a file applied under larger limits (or before
@@ -295,7 +295,7 @@ async def delete_manifest(etcd: Etcd3Client, source: str, text: str) -> list[App
 
 
 async def _delete_once(
-    etcd: Etcd3Client, refs: Sequence[tuple[str, str]], must_exist: bool
+    etcd: KeyValue, refs: Sequence[tuple[str, str]], must_exist: bool
 ) -> list[Applied]:
     keys = [keyspace.desired(kind, name) for kind, name in refs]
     current, _ = await _read(etcd, keys)

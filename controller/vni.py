@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from berth import keyspace
 from berth.errors import PermanentError
-from berth.etcd import Etcd3Client, Listing, txn
+from berth.etcd import KeyValue, Listing, txn
 from berth.manifest import NetworkDocument
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def needs_vni(net: NetworkDocument) -> bool:
 
 
 async def reconcile(
-    etcd: Etcd3Client, networks: Mapping[str, NetworkDocument],
+    etcd: KeyValue, networks: Mapping[str, NetworkDocument],
     network_revisions: Mapping[str, int], table: VniTable,
 ) -> bool:
     """Allocate missing VNIs and release orphaned ones; True if anything was written.

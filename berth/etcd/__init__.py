@@ -19,6 +19,7 @@ from berth.etcd.client import (
     WatchEvent,
 )
 from berth.etcd.errors import EtcdError, EtcdUnavailable, LeaseLost
+from berth.etcd.port import KeyValue
 
 __all__ = [
     "Compacted",
@@ -27,6 +28,7 @@ __all__ = [
     "EtcdError",
     "EtcdUnavailable",
     "KVMeta",
+    "KeyValue",
     "Lease",
     "LeaseLost",
     "Listing",
