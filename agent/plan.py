@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from berth.lifecycle import ContainerState
 from berth.records import ContainerSpec
 
 
@@ -26,7 +27,7 @@ class Actual:
     """What the runtime reports for one container, reduced to what planning needs."""
 
     name: str
-    state: str                 # created | running | exited (agent.runtime.state.State)
+    state: ContainerState      # as the runtime derived it (berth.lifecycle)
     spec: ContainerSpec | None
     started: bool = True       # False: create never completed (agent died inside it)
 
@@ -44,7 +45,8 @@ def _needs_recreate(want: ContainerSpec, have: Actual) -> bool:
     # "created" outside an agent pass, or "exited" without ever starting, means an
     # agent died between create and start: its network may be half-made, so start
     # over rather than guess.
-    return have.state == "created" or (have.state == "exited" and not have.started)
+    return have.state is ContainerState.CREATED or (
+        have.state is ContainerState.EXITED and not have.started)
 
 
 def plan(desired: Mapping[str, ContainerSpec], actual: Mapping[str, Actual]) -> list[Action]:

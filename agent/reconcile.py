@@ -30,20 +30,14 @@ from agent.plan import Action, Actual, Step, plan
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
-from agent.runtime.state import State
 from berth import keyspace, metrics
 from berth.errors import UserError
-from berth.records import ContainerSpec, ContainerState, ContainerStatus, load_error
+from berth.lifecycle import RUNTIME_STATES, ContainerState
+from berth.records import ContainerSpec, ContainerStatus, load_error
 from berth.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-_STATES: dict[State, ContainerState] = {
-    State.CREATED: "created",
-    State.RUNNING: "running",
-    State.EXITED: "exited",
-    State.DELETED: "exited",
-}
 RESYNC_PERIOD = 1.0
 STOP_GRACE = 10.0          # seconds between SIGTERM and SIGKILL, as docker stop
 FIRST_RETRY = 1.0          # a container whose create failed is retried after this...
@@ -121,7 +115,8 @@ class Reconciler:
                 await self._unreadable(name, meta.key, meta.mod_revision, exc)
         self._forget_bad_keys({meta.key for _, meta in listing.items})
         found = await self.runtime.list()
-        metrics.set_containers("agent", [str(c.state) for c in found], known=map(str, State))
+        metrics.set_containers("agent", [str(c.state) for c in found],
+                               known=map(str, RUNTIME_STATES))
         present = {c.name for c in found}
         names = (set(desired) | present) - unreadable
         for name in sorted(names):
@@ -202,7 +197,7 @@ class Reconciler:
                 return
             await self._create(action.spec)
         container = await self.runtime.state(action.name)
-        if container.state is State.RUNNING:
+        if container.state is ContainerState.RUNNING:
             await self.hooks.ensure_running(action.spec, container)
         else:
             await self.hooks.on_stopped(action.spec)
@@ -268,13 +263,13 @@ class Reconciler:
                                error=self._refused[spec.name][1], generation=spec.generation)
 
     def _status_of(self, spec: ContainerSpec, c: Container) -> ContainerStatus:
-        if c.state is not State.RUNNING and spec.name in self._backoff:
+        if c.state is not ContainerState.RUNNING and spec.name in self._backoff:
             return self._failed_status(spec)
         networks = {a.network: a.ip for a in spec.networks if a.ip}
         return ContainerStatus(
             name=spec.name,
             node=self.node,
-            state=_STATES[c.state],
+            state=c.state,
             pid=c.pid or 0,
             exit_code=c.exit_code,
             started_at=c.started_at or "",

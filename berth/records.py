@@ -9,15 +9,10 @@ neighbour/FDB tables and DNS. See keyspace.py for where each one lives.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# "invalid": the agent cannot process the container's assignment at all (it does not
-# parse, or the runtime refuses the spec); retrying will not help until it changes.
-ContainerState = Literal[
-    "pending", "created", "running", "exited", "failed", "invalid", "unknown"
-]
+from berth.lifecycle import ContainerState
 
 
 def load_error(exc: ValidationError) -> str:

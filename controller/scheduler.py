@@ -33,13 +33,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import get_args
 
 from berth import keyspace, metrics
 from berth.errors import TemporaryError
 from berth.etcd import KeyValue, Listing, txn
+from berth.lifecycle import ContainerState
 from berth.limits import DEFAULT_LIMITS, Limits
-from berth.records import ContainerSpec, ContainerState
+from berth.records import ContainerSpec
 from berth.retry import Backoff
 from controller import vni
 from controller.ipam import AddressBook, AddressError, orphans, resolve, static_ips
@@ -145,7 +145,7 @@ class Scheduler:
         reported = [s.state for s in state.statuses.values()]
         unreported = sum(1 for a in state.assignments if a.spec.name not in state.statuses)
         metrics.set_containers("controller", reported + ["pending"] * unreported,
-                               known=get_args(ContainerState))
+                               known=[str(s) for s in ContainerState])
         if await vni.reconcile(self._etcd, state.networks, state.network_revisions,
                                state.vnis):
             state = await read_state(self._etcd)

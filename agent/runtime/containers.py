@@ -29,7 +29,7 @@ import signal as signals
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,17 +43,21 @@ from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
 from agent.runtime.process import wait_pid
 from agent.runtime.state import (
+    Facts,
     Record,
-    State,
     Verb,
     check_verb,
+    commit,
+    derive,
+    needs_runc_state,
     now_rfc3339,
+    parse_runc_state,
     pid_alive,
     proc_start_time,
     read_record,
     rfc3339,
-    write_record,
 )
+from berth.lifecycle import ContainerState
 from berth.records import ContainerSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -73,7 +77,7 @@ class Container:
     """A container as the kernel and its monitor report it right now."""
 
     name: str
-    state: State
+    state: ContainerState
     pid: int                  # init pid while created/running, else 0
     exit_code: int | None
     started_at: str           # RFC 3339 UTC, "" if never started
@@ -160,7 +164,7 @@ class Runtime:
                 undo.callback(shutil.rmtree, cdir, ignore_errors=True)
                 record = Record(spec=spec, image_id=image.id,
                                 runtime=self.monitor.runtime_path, created_at=now_rfc3339())
-                write_record(cdir, record)
+                commit(cdir, record, None, ContainerState.CREATED)
                 undo.push_async_callback(asyncio.to_thread, cgroups.remove_cgroup,
                                          self.cgroup_path(spec.name))
                 undo.push_async_callback(asyncio.to_thread, rootfs.remove_rootfs, cdir)
@@ -172,10 +176,10 @@ class Runtime:
                 paths = MonitorPaths(cdir)
                 pid = await self.monitor.create(spec.name, cdir, paths)
                 conmon_pid = self.monitor.conmon_pid(paths) or 0
-                write_record(cdir, record.with_(
+                commit(cdir, record.with_(
                     pid=pid, pid_start=proc_start_time(pid) or 0, conmon_pid=conmon_pid,
                     conmon_start=proc_start_time(conmon_pid) or 0 if conmon_pid else 0,
-                ))
+                ), ContainerState.CREATED, ContainerState.CREATED)
                 undo.pop_all()
         return await self.state(spec.name)
 
@@ -185,7 +189,8 @@ class Runtime:
             check_verb(Verb.START, current.state, name)
             await self._runtime("start", name)
             record = self._record(name)
-            write_record(self._dir(name), record.with_(started_at=now_rfc3339()))
+            commit(self._dir(name), record.with_(started_at=now_rfc3339()), current.state,
+                   ContainerState.RUNNING)
         return await self.state(name)
 
     # --- signals --------------------------------------------------------------------------
@@ -207,7 +212,7 @@ class Runtime:
         """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop`` does."""
         current = await self.state(name)
         check_verb(Verb.STOP, current.state, name)
-        if current.state is State.EXITED:
+        if current.state is ContainerState.EXITED:
             return current
         await self.kill(name, signals.SIGTERM)
         try:
@@ -260,54 +265,53 @@ class Runtime:
         return record
 
     async def state(self, name: str) -> Container:
-        """The container's state, derived from kernel facts now."""
+        """The container's state, derived from kernel facts now (state.derive)."""
         cdir = self._dir(name)
         record = self._record(name)
-        files = ContainerFiles(cdir / "hosts", cdir / "hostname", cdir / "resolv.conf")
+        facts = await self._facts(name, record)
+        derived = derive(record, facts)
+        finished = ""
+        if derived.exit_code is not None:
+            exit_file = MonitorPaths(cdir).exit_dir / name
+            finished = rfc3339(datetime.fromtimestamp(exit_file.stat().st_mtime, UTC))
+        alive = facts.init_alive
+        return Container(
+            name=name, state=derived.state, pid=record.pid if alive else 0,
+            exit_code=derived.exit_code, started_at=record.started_at, finished_at=finished,
+            error=derived.error, bundle=cdir,
+            files=ContainerFiles(cdir / "hosts", cdir / "hostname", cdir / "resolv.conf"),
+            netns=f"/proc/{record.pid}/ns/net" if alive else None,
+            spec=record.spec, image_id=record.image_id,
+        )
 
-        def make(state: State, **kw: object) -> Container:
-            fields: dict[str, object] = dict(
-                name=name, state=state, pid=0, exit_code=None, started_at=record.started_at,
-                finished_at="", error="", bundle=cdir, files=files, netns=None,
-                spec=record.spec, image_id=record.image_id,
-            )
-            fields.update(kw)
-            return Container(**fields)  # type: ignore[arg-type]
-
-        if record.pid and pid_alive(record.pid, record.pid_start):
-            alive = dict(pid=record.pid, netns=f"/proc/{record.pid}/ns/net")
-            if record.started_at:
-                return make(State.RUNNING, **alive)
-            # runc (and crun) keep exec.fifo until start opens it: its presence means
-            # "created" without spawning the runtime. Otherwise the agent may have died
-            # inside start: ask the runtime.
-            if (self.runtime_root / name / "exec.fifo").exists():
-                return make(State.CREATED, **alive)
-            rc, out, _ = await self._runtime("state", name, check=False)
-            running = rc == 0 and '"status": "running"' in out
-            return make(State.RUNNING if running else State.CREATED, **alive)
+    async def _facts(self, name: str, record: Record) -> Facts:
+        """Ask the kernel, runc and conmon only what ``derive`` needs for this record."""
+        alive = bool(record.pid) and pid_alive(record.pid, record.pid_start)
+        if alive:
+            # runc keeps exec.fifo until start opens it: "created", without spawning runc.
+            facts = Facts(init_alive=True,
+                          exec_fifo=(self.runtime_root / name / "exec.fifo").exists())
+            if needs_runc_state(record, facts):
+                rc, out, _ = await self._runtime("state", name, check=False)
+                facts = replace(facts, runc_status=parse_runc_state(out) if rc == 0 else None)
+            return facts
         if not record.pid:
-            return make(State.EXITED, error="create did not complete")
-        code, finished, error = await self._exit_status(name, record)
-        return make(State.EXITED, exit_code=code, finished_at=finished, error=error)
+            return Facts(init_alive=False)
+        return await self._exit_facts(name, record)
 
-    async def _exit_status(self, name: str, record: Record) -> tuple[int | None, str, str]:
+    async def _exit_facts(self, name: str, record: Record) -> Facts:
+        """conmon's exit file, waiting briefly while conmon is still writing it."""
         paths = MonitorPaths(self._dir(name))
-        exit_file = paths.exit_dir / name
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EXIT_FILE_GRACE
+        deadline = asyncio.get_running_loop().time() + EXIT_FILE_GRACE
         while True:
             code = self.monitor.exit_code(paths, name)
-            if code is not None:
-                finished = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
-                return code, rfc3339(finished), ""
-            if not pid_alive(record.conmon_pid, record.conmon_start):
-                code = self.monitor.exit_code(paths, name)  # it may have written, then left
-                if code is None:
-                    return None, "", "monitor exited without recording an exit code"
-                continue
-            if loop.time() > deadline:
-                return None, "", "exit code not recorded yet"
+            monitor_alive = pid_alive(record.conmon_pid, record.conmon_start)
+            if code is not None or not monitor_alive:
+                # It may have written, then left.
+                code = code if code is not None else self.monitor.exit_code(paths, name)
+                return Facts(init_alive=False, exit_code=code, monitor_alive=monitor_alive)
+            if asyncio.get_running_loop().time() > deadline:
+                return Facts(init_alive=False, monitor_alive=True)
             await asyncio.sleep(0.01)
 
     async def list(self) -> builtins.list[Container]:

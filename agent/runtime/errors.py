@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import grpc
 
+from berth import lifecycle
 from berth.errors import NotFoundError, PermanentError, UserError
 
 
@@ -63,8 +64,8 @@ class ContainerExists(RuntimeFailure):
     """A container with that name already exists on this node."""
 
 
-class InvalidTransition(RuntimeFailure):
-    """The lifecycle verb is not allowed in the container's current state."""
+class InvalidTransition(RuntimeFailure, lifecycle.InvalidTransition):
+    """The lifecycle verb or record change is not allowed in the container's state."""
 
 
 class MountError(RuntimeFailure):

@@ -23,9 +23,11 @@ from agent.runtime.errors import (
     InvalidTransition,
     OCIRuntimeError,
 )
-from agent.runtime.state import State, pid_alive, read_record, write_record
+from agent.runtime.state import _write as write_record  # simulates a crash's leftovers
+from agent.runtime.state import pid_alive, read_record
 from agent.server import AgentService
 from berth.busybox import build_busybox_image
+from berth.lifecycle import ContainerState as State
 from berth.records import ContainerSpec
 from protos import common_pb2
 

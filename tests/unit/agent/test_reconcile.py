@@ -13,10 +13,10 @@ from agent.reconcile import Reconciler
 from agent.runtime.bundle import ContainerFiles
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, SpecError
-from agent.runtime.state import State
 from berth import keyspace
 from berth.etcd import KVMeta, Lease, Listing, WatchEvent
 from berth.etcd.txn import Compare, Delete, Op
+from berth.lifecycle import ContainerState as State
 from berth.records import ContainerSpec, ContainerStatus
 
 NODE = "h1"
