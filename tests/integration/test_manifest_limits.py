@@ -30,24 +30,12 @@ from berth.records import HostPrefix, NodeRecord
 from controller.scheduler import Scheduler
 from controller.server import RunningServer, start_server
 from protos import controller_pb2, controller_pb2_grpc
+from tests.manifests import NETWORK
+from tests.manifests import SERVICE as BARE_SERVICE
 
 pytestmark = pytest.mark.integration
 
-NETWORK = """\
-apiVersion: berth/v1
-kind: Network
-metadata: {name: appnet}
-spec: {driver: overlay, subnet: 10.42.0.0/24}
-"""
-SERVICE = """\
-apiVersion: berth/v1
-kind: Service
-metadata: {name: web}
-spec:
-  replicas: 2
-  image: busybox:latest
-  networks: [appnet]
-"""
+SERVICE = BARE_SERVICE + "  networks: [appnet]\n"
 APP = NETWORK + "---\n" + SERVICE
 
 

@@ -12,21 +12,7 @@ from berth import yamlsafe
 from berth.errors import ManifestError
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest import MAX_MANIFEST_BYTES, ServiceDocument, check_size, load_manifest
-
-SERVICE = """\
-apiVersion: berth/v1
-kind: Service
-metadata: {name: web}
-spec:
-  replicas: 2
-  image: busybox:latest
-"""
-NETWORK = """\
-apiVersion: berth/v1
-kind: Network
-metadata: {name: appnet}
-spec: {driver: overlay, subnet: 10.42.0.0/24}
-"""
+from tests.manifests import NETWORK, SERVICE
 
 
 def billion_laughs(field: str = "command") -> str:

@@ -25,34 +25,14 @@ from hypothesis import strategies as st
 
 from berth.errors import ManifestError
 from berth.manifest import load_manifest
+from tests.manifests import FULL
 
 EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 ROOT = Path(__file__).resolve().parents[3]
-SEEDS = [
-    (ROOT / "examples" / "hello.yaml").read_text(),
-    """\
-apiVersion: berth/v1
-kind: Network
-metadata: {name: appnet, labels: {team: web}}
-spec: {driver: overlay, subnet: 10.42.0.0/24, gateway: 10.42.0.1}
----
-apiVersion: berth/v1
-kind: Service
-metadata: {name: web}
-spec:
-  replicas: 2
-  image: busybox:latest
-  command: [httpd, -f, -p, "80"]
-  entrypoint: /bin/sh -c 'exec "$@"' --
-  env: [MODE=prod, "URL=http://x/?a=b"]
-  workdir: /www
-  networks: {appnet: {aliases: [frontend], ip: 10.42.0.9}}
-  placement: {node: host2}
-""",
-]
+SEEDS = [(ROOT / "examples" / "hello.yaml").read_text(), FULL]
 # Python's own exception names must never reach a user.
 CLASS_NAMES = re.compile(
     r"Traceback|<class|\b(ValueError|TypeError|KeyError|IndexError|AttributeError|"
