@@ -2,10 +2,21 @@
 
     BerthError
     ├── UserError            bad input from a person: one clear line, exit 1, never retried
-    │   └── ManifestError    names file, document and field path
+    │   ├── ManifestError    names file, document and field path
+    │   ├── DigestError      not ``sha256:`` + 64 lowercase hex (berth.digest)
+    │   └── PathEscapeError  a store path resolving outside its store (berth.digest)
     ├── TemporaryError       worth retrying after ``delay`` seconds (etcd unavailable, conflict)
-    │   └── ConflictError    an optimistic-concurrency compare failed
+    │   ├── ConflictError    an optimistic-concurrency compare failed
+    │   └── EtcdUnavailable  etcd did not answer (berth.etcd.errors)
     └── PermanentError       retrying will not help (runtime refused, image missing)
+        ├── NotFoundError    the named object does not exist
+        ├── EtcdError        etcd refused a request (berth.etcd.errors)
+        │   └── LeaseLost    a lease expired or was revoked (berth.etcd.errors)
+        ├── NetnsError       a network namespace cannot be opened or entered (berth.netns)
+        └── InvalidTransition  a lifecycle change the table forbids (berth.lifecycle)
+
+Packages add their own below these (see each package's errors.py). How each class
+becomes a gRPC status is berth.rpcerrors' table.
 
 Only ``main()`` functions turn these into exit codes.
 """

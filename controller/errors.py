@@ -10,6 +10,8 @@
     └── PermanentError ────────── FAILED_PRECONDITION
         ├── NotFoundError ─────── NOT_FOUND          no such object
         ├── InUseError ────────── FAILED_PRECONDITION  e.g. deleting a network a service uses
+        ├── AddressError ──────── FAILED_PRECONDITION  no free address (controller.ipam)
+        ├── VniExhausted ──────── FAILED_PRECONDITION  every VNI is in use (controller.vni)
         ├── EtcdError ─────────── INTERNAL           etcd refused a request (a bug or a bad setup)
         └── AgentRejected ─────── (the agent's code)  an agent refused a proxied request
 
