@@ -27,12 +27,13 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import grpc
+from pydantic import ValidationError
 
 from berth import keyspace
 from berth.digest import Digest, store_path
@@ -61,12 +62,20 @@ class Pushed:
     refs: tuple[str, ...]     # as the agent named them, for ImageRemove
 
 
+Offload = Callable[..., Awaitable[Any]]
+
+
 class ImageStore:
+    """``offload`` runs blocking work (file I/O, hashing, the tar scan) off the event loop;
+    asyncio.to_thread, unless a test hands in one that records what it was given."""
+
     def __init__(self, etcd: KeyValue, state_dir: Path,
-                 max_archive: int = MAX_ARCHIVE_BYTES) -> None:
+                 max_archive: int = MAX_ARCHIVE_BYTES,
+                 offload: Offload = asyncio.to_thread) -> None:
         self._etcd = etcd
         self._dir = state_dir / "images"
         self._max_archive = max_archive
+        self._offload = offload
         self._ensure_dir()
 
     def _ensure_dir(self) -> None:
@@ -86,7 +95,7 @@ class ImageStore:
             raise PermanentError(f"image load: cannot store the archive on the controller: "
                                  f"{exc.strerror or exc}") from exc
         try:
-            refs = await asyncio.to_thread(archive_refs, self.path(digest))
+            refs = await self._offload(archive_refs, self.path(digest))
             if not refs:
                 raise UserError("image load: the archive names no image (no RepoTags in "
                                 "manifest.json and no ref.name annotation in index.json)")
@@ -102,11 +111,18 @@ class ImageStore:
 
     async def _ready_nodes(self) -> list[NodeRecord]:
         listing = await self._etcd.get_prefix(keyspace.NODES)
-        return [NodeRecord.loads(value) for value, _ in listing.items]
+        nodes = []
+        for value, meta in listing.items:
+            try:
+                nodes.append(NodeRecord.loads(value))
+            except ValidationError:
+                # A poison pill: `get nodes` shows it Invalid; it cannot take images.
+                log.warning("image load: skipping unreadable node record %s", meta.key)
+        return nodes
 
     async def receive(self, frames: AsyncIterator[common_pb2.ImageChunk]) -> tuple[Digest, int]:
         """Store a streamed archive, at most ``max_archive`` bytes; returns (digest, size)."""
-        fd, tmp_name = await asyncio.to_thread(self._incoming)
+        fd, tmp_name = await self._offload(self._incoming)
         tmp = Path(tmp_name)
         digest, size = hashlib.sha256(), 0
         try:
@@ -117,13 +133,13 @@ class ImageStore:
                         if size > self._max_archive:
                             raise UserError(f"image load: the archive is larger than the "
                                             f"limit of {self._max_archive} bytes")
-                        await asyncio.to_thread(_append, out, digest, frame.data)
+                        await self._offload(_append, out, digest, frame.data)
             if size == 0:
                 raise UserError("image load: the archive is empty")
             name = Digest(digest.hexdigest())
-            await asyncio.to_thread(os.replace, tmp, self.path(name))
+            await self._offload(os.replace, tmp, self.path(name))
         finally:
-            await asyncio.to_thread(_discard, tmp)
+            await self._offload(_discard, tmp)
         return name, size
 
     def _incoming(self) -> tuple[int, str]:
@@ -136,7 +152,7 @@ class ImageStore:
             listing = await self._etcd.get_prefix(keyspace.IMAGES)
             if any(ImageRecord.loads(v).digest == str(digest) for v, _ in listing.items):
                 return
-            await asyncio.to_thread(_discard, self.path(digest))
+            await self._offload(_discard, self.path(digest))
         except Exception:
             log.exception("image load: could not clean up archive %s", digest)
 
@@ -151,7 +167,7 @@ class ImageStore:
             if raw is None:
                 raise NotFoundError(f'image "{ref}" not found on the controller')
             path = self.path(Digest.parse(ImageRecord.loads(raw).digest, f"image {ref}"))
-        if not await asyncio.to_thread(path.is_file):
+        if not await self._offload(path.is_file):
             raise NotFoundError(f'image "{ref}": archive {path.name} missing on this controller')
         return path
 
