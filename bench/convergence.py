@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import (
     NETWORK,
@@ -52,7 +53,8 @@ PROBER = "prober"
 POLL = 0.02        # baseline poll of the controller; finer would load the 2-core lab itself
 GONE_TIMEOUT = 30.0
 
-Stub = controller_pb2_grpc.ControllerAsyncStub
+if TYPE_CHECKING:   # the async stub type exists only in the generated .pyi
+    Stub = controller_pb2_grpc.ControllerAsyncStub
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from common import BenchError, lab_session, nearest_rank, run_main
@@ -30,7 +31,8 @@ from common import BenchError, lab_session, nearest_rank, run_main
 from clusterctl.client import connect
 from protos import controller_pb2, controller_pb2_grpc
 
-Stub = controller_pb2_grpc.ControllerAsyncStub
+if TYPE_CHECKING:   # the async stub type exists only in the generated .pyi
+    Stub = controller_pb2_grpc.ControllerAsyncStub
 GET_SAMPLES = 200
 
 
