@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ import pytest
 from berth import keyspace
 from berth.etcd import Etcd3Client
 from berth.records import NodeRecord
-from tests.integration.conftest import EtcdServer, free_port
+from tests.integration.conftest import EtcdServer
 from tests.integration.test_errors import clusterctl
 
 pytestmark = pytest.mark.integration
@@ -36,21 +37,30 @@ SCHEMA_INVALID = json.dumps({
 
 
 class Daemon:
+    """A controller process; it binds port 0 and its log says which port it got, so a
+    port another process takes meanwhile cannot make it fail (a free-port race)."""
+
     def __init__(self, etcd: str, state_dir: Path, log: Path) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
-        self._argv = [sys.executable, "-m", "controller.main", "--listen", self.address,
+        self.address = ""
+        self._argv = [sys.executable, "-m", "controller.main", "--listen", "127.0.0.1:0",
                       "--etcd", etcd, "--state-dir", str(state_dir),
                       "--metrics-listen", "127.0.0.1:0"]
         self._log = log
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
+        self._log.touch()
+        offset = self._log.stat().st_size
         with self._log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *self._argv, stdout=asyncio.subprocess.DEVNULL, stderr=log)
         for _ in range(150):
-            if (await clusterctl(self.address, "get", "nodes")).code == 0:
-                return
+            found = re.search(r"controller listening on port (\d+)",
+                              self._log.read_text()[offset:])
+            if found:
+                self.address = f"127.0.0.1:{found.group(1)}"
+                if (await clusterctl(self.address, "get", "nodes")).code == 0:
+                    return
             await asyncio.sleep(0.1)
         raise AssertionError(f"controller did not come up: {self._log.read_text()}")
 
