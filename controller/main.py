@@ -37,6 +37,8 @@ async def run(cfg: ControllerConfig) -> None:
         scheduler = Scheduler(etcd, cfg.limits) if cfg.scheduler else None
         running = await start_server(etcd, cfg.listen, cfg.state_dir, scheduler, cfg.limits)
         log.info("controller listening on port %d (etcd %s)", running.port, cfg.etcd.endpoint)
+        if metrics_server is not None:
+            log.info("serving /metrics on port %d", metrics_server.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -487,14 +488,32 @@ def _free_port() -> int:
         return port
 
 
+async def _ports_from_log(log: Path, proc: asyncio.subprocess.Process) -> tuple[int, int]:
+    """The gRPC and /metrics ports a daemon started on port 0 says it got."""
+    for _ in range(150):
+        text = await asyncio.to_thread(log.read_text)
+        grpc_port = re.search(r"controller listening on port (\d+)", text)
+        metrics_port = re.search(r"serving /metrics on port (\d+)", text)
+        if grpc_port and metrics_port:
+            return int(grpc_port.group(1)), int(metrics_port.group(1))
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"controller did not say its ports: {text}")
+
+
 async def test_daemon_serves_and_stops_on_sigterm(etcd_endpoint: str, tmp_path: Path) -> None:
-    port, metrics_port = _free_port(), _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.main", "--listen", f"127.0.0.1:{port}",
-        "--etcd", etcd_endpoint, "--state-dir", str(tmp_path),
-        "--metrics-listen", f"127.0.0.1:{metrics_port}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    # Port 0 for both, read back from the log: a free port picked by the test could be
+    # taken by someone else before the daemon binds it.
+    log = tmp_path / "controller.log"
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.main", "--listen", "127.0.0.1:0",
+            "--etcd", etcd_endpoint, "--state-dir", str(tmp_path / "state"),
+            "--metrics-listen", "127.0.0.1:0",
+            stdout=asyncio.subprocess.DEVNULL, stderr=err)
     try:
+        port, metrics_port = await _ports_from_log(log, proc)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 15)
             stub = health_pb2_grpc.HealthStub(channel)
