@@ -7,6 +7,7 @@ Writers (one per prefix, so spec and status never race):
     /berth/assign/<node>/<container>     controller (scheduler)        ContainerSpec JSON
     /berth/status/<container>            agent running it              ContainerStatus JSON
     /berth/ipam/<network>/<ip>           controller (IPAM)             container name
+    /berth/ipam/<network>/<node>/<ip>    controller (IPAM), node-local networks (bridge)
     /berth/vni/<vni>                     controller                    network name
     /berth/netstate/<network>            controller                    the network's VNI (decimal)
     /berth/endpoints/<network>/<ctr>     agent running it              Endpoint JSON
@@ -67,6 +68,15 @@ def ipam_prefix(network: str) -> str:
 
 def ipam(network: str, ip: str) -> str:
     return f"{IPAM}{network}/{ip}"
+
+
+def ipam_node_prefix(network: str, node_name: str) -> str:
+    """Allocations of a node-local network (bridge) on one node: each node reuses the subnet."""
+    return f"{IPAM}{network}/{node_name}/"
+
+
+def ipam_node(network: str, node_name: str, ip: str) -> str:
+    return f"{IPAM}{network}/{node_name}/{ip}"
 
 
 def vni(number: int) -> str:

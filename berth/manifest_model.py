@@ -44,6 +44,14 @@ KINDS = ("Network", "Service")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
 
+# Node-local networks berth makes itself, never stored in etcd: the default network a
+# service without ``networks`` joins (Docker's ``bridge``/docker0), and the gateway bridge
+# that gives overlay containers egress and published ports (Docker's docker_gwbridge).
+DEFAULT_NETWORK = "bridge"
+GATEWAY_NETWORK = "berth-gwbridge"
+# Names a Network document may not take (Docker reserves bridge, host and none too).
+RESERVED_NETWORK_NAMES = (DEFAULT_NETWORK, GATEWAY_NETWORK, "host", "none")
+
 # Drivers the brief names; only these are implemented so far.
 NETWORK_DRIVERS = ("overlay", "bridge", "macvlan", "host", "none")
 IMPLEMENTED_DRIVERS = ("overlay",)

@@ -9,6 +9,7 @@ neighbour/FDB tables and DNS. See keyspace.py for where each one lives.
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,7 +36,13 @@ class _Record(BaseModel):
 
 
 class NetworkAttachment(_Record):
-    """One container's place on one network, decided by the controller (IPAM)."""
+    """One container's place on one network, decided by the controller (IPAM).
+
+    The network's own settings that a driver needs (``internal``, ``options``, ``mtu``)
+    are copied in, so the agent builds the driver's NetConf from the attachment alone.
+    ``default_route`` marks the one attachment (at most) whose gateway is the
+    container's default route; published ports are DNATed to that attachment's address.
+    """
 
     network: str
     driver: str
@@ -45,6 +52,23 @@ class NetworkAttachment(_Record):
     mac: str = ""
     vni: int = 0
     aliases: tuple[str, ...] = ()
+    internal: bool = False
+    options: dict[str, str] = Field(default_factory=dict)
+    mtu: int = 0           # 0: the driver derives it from the parent or underlay
+    default_route: bool = False
+
+
+class PortMapping(_Record):
+    """One published port of one container, as the scheduler decided it.
+
+    ``host_port`` is always filled in: a port the service left random was picked by the
+    scheduler (32768-60999) and is stored here, so it survives restarts.
+    """
+
+    container_port: int
+    host_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = ""      # "": every address of the node
 
 
 class ContainerSpec(_Record):
@@ -59,6 +83,11 @@ class ContainerSpec(_Record):
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
     networks: tuple[NetworkAttachment, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    # "": its own netns with ``networks`` (the default bridge when the service lists none);
+    # "none": its own netns with only lo; "host": the node's netns;
+    # "container:<container>": the netns of that container, on the same node.
+    network_mode: str = ""
     generation: int = 1
 
     @classmethod
@@ -111,6 +140,11 @@ class NodeRecord(_Record):
     started_at: str = ""
     addresses: tuple[HostPrefix, ...] = ()
     routes: tuple[HostPrefix, ...] = ()
+    # The node-local implicit networks, as gateway CIDRs ("172.17.0.1/16"): the default
+    # network ``bridge`` (the agent's ``bip``) and the gateway bridge that gives overlay
+    # containers egress and published ports. "" from agents that predate them.
+    bip: str = ""
+    gwbridge: str = ""
 
     @classmethod
     def loads(cls, raw: bytes | str) -> NodeRecord:

@@ -33,6 +33,16 @@ ContainerId = NewType("ContainerId", str)
 
 
 @dataclass(frozen=True)
+class PortMap:
+    """One published port: host_ip:host_port/protocol on the host to the container's ip."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"      # "tcp" or "udp"
+    host_ip: str = ""          # "": every address of the host
+
+
+@dataclass(frozen=True)
 class Attachment:
     """One container's interface on one network, fully decided before the driver runs."""
 
@@ -45,6 +55,11 @@ class Attachment:
     ifname: str = "eth0"
     gateway: str = ""
     aliases: tuple[str, ...] = ()
+    # Install the default route via ``gateway`` on this interface (one attachment at most).
+    default_route: bool = False
+    # Ports to publish on the host and DNAT to ``ip`` (only on a default_route attachment
+    # of a driver that supports publishing; others refuse non-empty ports).
+    ports: tuple[PortMap, ...] = ()
 
     @property
     def cidr(self) -> str:
@@ -63,6 +78,7 @@ class NetConf:
     vni: int = 0               # overlay only; allocated by the controller
     mtu: int = 0               # 0: the driver derives it (overlay: underlay MTU - 50)
     options: Mapping[str, str] = field(default_factory=dict, hash=False)
+    internal: bool = False     # no egress, no published ports (Compose's ``internal``)
 
 
 @dataclass(frozen=True)
