@@ -31,6 +31,7 @@ from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
 from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
 from berth import keyspace, metrics
+from berth.aio import woken
 from berth.errors import UserError
 from berth.lifecycle import RUNTIME_STATES, ContainerState
 from berth.records import ContainerSpec, ContainerStatus, load_error
@@ -87,10 +88,7 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile pass failed; full resync next pass")
                 self._written.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=RESYNC_PERIOD)
-            except TimeoutError:
-                pass
+            await woken(self._wake.wait(), RESYNC_PERIOD)
 
     async def watch(self) -> None:
         """Turn assignment changes into wake-ups; the pass itself re-reads everything."""

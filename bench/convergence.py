@@ -130,7 +130,8 @@ async def converge(stub: Stub, prober_pid: int, name: str, pause: str, limit: fl
         t0 = time.perf_counter()
         await apply_service(stub, name)
         try:
-            code = await asyncio.wait_for(proc.wait(), limit)
+            async with asyncio.timeout(limit):
+                code = await proc.wait()
         except TimeoutError:
             return Sample(name, None, await diagnose(stub, name))
         t1 = time.perf_counter()

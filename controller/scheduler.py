@@ -30,11 +30,11 @@ restart leaks nothing").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from berth import keyspace, metrics
+from berth.aio import woken
 from berth.errors import TemporaryError
 from berth.etcd import KeyValue, Listing, txn
 from berth.lifecycle import ContainerState
@@ -97,8 +97,7 @@ class Scheduler:
                 if retry.failures:
                     log.info("scheduler recovered after %d failed attempts", retry.failures)
                     retry.succeeded()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), RESYNC_INTERVAL)
+                await woken(self._wake.wait(), RESYNC_INTERVAL)
         finally:
             for task in watchers:
                 task.cancel()

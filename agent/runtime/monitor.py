@@ -120,7 +120,8 @@ class Monitor:
             finally:
                 os.close(write_fd)  # else EOF never comes if conmon dies early
             await proc.wait()  # the first fork returns at once; the monitor lives on
-            raw = await asyncio.wait_for(reader.readline(), CREATE_TIMEOUT)
+            async with asyncio.timeout(CREATE_TIMEOUT):
+                raw = await reader.readline()
         except TimeoutError as exc:
             raise OCIRuntimeError(
                 f"{cid}: conmon did not report create within {CREATE_TIMEOUT:.0f}s"

@@ -12,6 +12,7 @@ import asyncio
 import os
 
 from agent.runtime.state import pid_alive
+from berth.aio import woken
 
 
 async def wait_pid(pid: int, start_time: int, timeout: float | None) -> bool:  # noqa: ASYNC109
@@ -33,11 +34,8 @@ async def wait_pid(pid: int, start_time: int, timeout: float | None) -> bool:  #
 
         loop.add_reader(fd, on_exit)
         try:
-            await asyncio.wait_for(exited, timeout)
-        except TimeoutError:
-            return False
+            return await woken(exited, timeout)
         finally:
             loop.remove_reader(fd)
-        return True
     finally:
         os.close(fd)

@@ -210,7 +210,8 @@ async def _run(*argv: str) -> str:
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        async with asyncio.timeout(30):
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -21,6 +21,7 @@ import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from berth import grpcopts
+from berth.aio import woken
 from clusterctl.lab import process
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import (
@@ -150,12 +151,12 @@ async def _wait(
 async def wait_etcd(state: LabState, within: float) -> None:
     async def probe() -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(state.ctl_ip, ETCD_PORT), 2.0
-            )
+            async with asyncio.timeout(2.0):
+                reader, writer = await asyncio.open_connection(state.ctl_ip, ETCD_PORT)
             try:
                 writer.write(f"GET /health HTTP/1.0\r\nHost: {state.ctl_ip}\r\n\r\n".encode())
-                raw = await asyncio.wait_for(reader.read(), 2.0)
+                async with asyncio.timeout(2.0):
+                    raw = await reader.read()
             finally:
                 writer.close()
         except (OSError, TimeoutError) as exc:
@@ -178,10 +179,8 @@ def channel(state: LabState) -> grpc.aio.Channel:
 async def wait_controller(state: LabState, within: float) -> None:
     async def probe() -> None:
         async with channel(state) as ch:
-            try:
-                await asyncio.wait_for(ch.channel_ready(), 1.0)
-            except TimeoutError as exc:
-                raise _NotYet("controller port closed") from exc
+            if not await woken(ch.channel_ready(), 1.0):
+                raise _NotYet("controller port closed")
 
     await _wait(state, ["controller"], within, "controller", probe)
 

@@ -56,6 +56,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from berth.aio import woken
 from berth.retry import Backoff
 from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.netlink import link_index, route_socket
@@ -145,9 +146,7 @@ class OverlayHost:
                 log.exception("overlay %s: sync failed; retrying in %.1fs", self._net.name,
                               timeout)
             try:
-                await asyncio.wait_for(peers.wait_changed(), timeout)
-            except TimeoutError:
-                pass
+                await woken(peers.wait_changed(), timeout)
             except Exception:
                 log.exception("overlay %s: peer source failed; resyncing in %.1fs",
                               self._net.name, timeout)

@@ -260,8 +260,32 @@ async def test_scheduler_loop_reacts_to_apply_and_new_nodes(cluster: Cluster) ->
         await cluster.apply(APP.replace("replicas: 2", "replicas: 1"))
         await _until(lambda p: p == {"web-1": "host1"}, cluster)
     finally:
-        # Bounded: this test hung twice in ~10 full runs (cause not found yet); a
-        # stuck cancellation must not hold the suite.
+        task.cancel()
+        await asyncio.wait([task], timeout=10)
+        assert task.cancelled()
+
+
+@pytest.mark.parametrize("steps", range(4))
+async def test_scheduler_loop_stops_when_cancelled_as_it_wakes(
+    cluster: Cluster, steps: int
+) -> None:
+    """The hang this file used to have: a cancel that lands while a watch event wakes the
+    loop was swallowed by asyncio.wait_for (Python 3.11), so run() never returned."""
+    task = asyncio.create_task(cluster.scheduler.run())
+    try:
+        # Once a pass is counted, run() goes straight (no await between) to its wait.
+        deadline = asyncio.get_running_loop().time() + 10
+        while cluster.scheduler.passes == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no scheduler pass ran"
+            await asyncio.sleep(0.01)
+        cluster.scheduler.wake()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the scheduler loop swallowed its cancellation"
+        assert task.cancelled()
+    finally:
         task.cancel()
         await asyncio.wait([task], timeout=10)
 
@@ -515,7 +539,8 @@ async def test_daemon_serves_and_stops_on_sigterm(etcd_endpoint: str, tmp_path: 
     try:
         port, metrics_port = await _ports_from_log(log, proc)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 15)
+            async with asyncio.timeout(15):
+                await channel.channel_ready()
             stub = health_pb2_grpc.HealthStub(channel)
             resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
@@ -526,7 +551,8 @@ async def test_daemon_serves_and_stops_on_sigterm(etcd_endpoint: str, tmp_path: 
                              (("daemon", "controller"), ("outcome", "ok"))), 0) >= 1)
         assert samples[("berth_containers", (("daemon", "controller"), ("state", "running")))] == 0
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
     finally:
         if proc.returncode is None:
             proc.kill()

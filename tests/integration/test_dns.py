@@ -69,7 +69,8 @@ async def dig(ns: str, name: str, qtype: str = "A", *flags: str) -> Dig:
         "+noall", "+comments", "+answer", *flags, name, qtype,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    async with asyncio.timeout(20):
+        out, _ = await proc.communicate()
     text = out.decode()
     status = re.search(r"status: (\w+)", text)
     answers = [
@@ -151,7 +152,8 @@ async def test_busybox_nslookup_resolves_container_name(
         "nsenter", f"--net={_path(app)}", "busybox", "nslookup", "web-1", "127.0.0.11",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    async with asyncio.timeout(20):
+        out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert "10.42.0.2" in out.decode()
 
@@ -212,7 +214,8 @@ async def upstream() -> AsyncIterator[Callable[[], Awaitable[int]]]:
         )
         procs.append(proc)
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        async with asyncio.timeout(20):
+            line = await proc.stdout.readline()
         assert line == b"ready\n"
         return port
 

@@ -49,7 +49,8 @@ async def clusterctl(controller: str, *args: str) -> Result:
         CLUSTERCTL, "--controller", controller, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        async with asyncio.timeout(120):
+            out, err = await proc.communicate()
     finally:
         if proc.returncode is None:
             proc.kill()

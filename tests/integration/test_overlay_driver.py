@@ -165,7 +165,8 @@ async def test_overlay_cni_sequence_and_resync(lab: Lab) -> None:
     tasks = [asyncio.create_task(hosts[n].run(sources[n])) for n in (1, 2)]
     try:
         for n in (1, 2):
-            acked = await asyncio.wait_for(sources[n].acks.get(), 10)
+            async with asyncio.timeout(10):
+                acked = await sources[n].acks.get()
             assert acked == {p for p in peers if p.host_ip != ctx[n].underlay.ip}
         assert ping(lab, "c1", atts[2].ip), "container 1 cannot reach container 2 over VXLAN"
         assert ping(lab, "c2", atts[1].ip)
@@ -174,12 +175,14 @@ async def test_overlay_cni_sequence_and_resync(lab: Lab) -> None:
 
         # A peer that leaves the source loses its entries; ping fails, as it must.
         sources[1].set(frozenset(p for p in peers if p.ip != atts[2].ip))
-        await asyncio.wait_for(sources[1].acks.get(), 10)
+        async with asyncio.timeout(10):
+            await sources[1].acks.get()
         assert atts[2].ip not in neigh_lines(lab, "h1")
         assert atts[2].mac not in fdb_lines(lab, "h1")
         assert not ping(lab, "c1", atts[2].ip)
         sources[1].set(peers)
-        await asyncio.wait_for(sources[1].acks.get(), 10)
+        async with asyncio.timeout(10):
+            await sources[1].acks.get()
         assert ping(lab, "c1", atts[2].ip)
     finally:
         for task in tasks:

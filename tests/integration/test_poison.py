@@ -68,7 +68,8 @@ class Daemon:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), 15)
+                async with asyncio.timeout(15):
+                    await self.proc.wait()
             finally:
                 if self.proc.returncode is None:
                     self.proc.kill()
