@@ -7,7 +7,9 @@ Design notes:
   from the switch side so their names never touch the root netns.
 - The only root-netns object is the veth ``bl-<lab>`` with ``.1/24`` on the lab subnet;
   its peer lands in the switch netns. IPv6 is switched off on it before it comes up, so
-  the root routing tables gain exactly one connected IPv4 route and nothing else.
+  the root routing tables gain exactly one connected IPv4 route and nothing else, and so
+  is IPv4 forwarding of what arrives on it, so the root netns never routes lab traffic
+  out even where the machine forwards.
 - Nobody gets a default route, so lab traffic cannot leave the lab namespaces.
 - The outside host ``bl-<lab>-out`` stands in for "the internet" in egress tests: it hangs
   off ``br0`` like a host (``.254`` on the lab subnet) and holds ``198.51.100.1``
@@ -165,6 +167,11 @@ async def _ensure_root_link(state: LabState, switch: str) -> None:
         # Without this the veth would add fe80::/64 and multicast routes to the root netns.
         await asyncio.to_thread(
             Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text, "1\n"
+        )
+        # Never route what arrives from the lab (a container whose gateway is this address,
+        # say) onwards, even on a machine that forwards: the root netns is no lab's router.
+        await asyncio.to_thread(
+            Path(f"/proc/sys/net/ipv4/conf/{name}/forwarding").write_text, "0\n"
         )
         await _address(ipr, name, state.root_ip)
         await _up(ipr, name)

@@ -145,6 +145,8 @@ def test_root_reaches_etcd_and_gains_only_the_connected_route(
     assert [line.split()[:3] for line in gained] == [[info.subnet, "dev", f"bl-{info.name}"]]
     v6 = _run("ip", "-6", "route", "show", "table", "all").stdout
     assert f"bl-{info.name}" not in v6
+    # Nothing that arrives from the lab is routed on, even where the machine forwards.
+    assert Path(f"/proc/sys/net/ipv4/conf/bl-{info.name}/forwarding").read_text() == "0\n"
     now = snapshot()
     assert {r for r in now["routes"] if r.startswith("default")} == {
         r for r in before["routes"] if r.startswith("default")
