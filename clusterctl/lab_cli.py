@@ -36,6 +36,8 @@ def up(
     )
     for h in info.hosts:
         _out.print(f"  {h.name}  {h.underlay_ip}", highlight=False)
+    _out.print(f"  outside  {info.outside.lab_ip}  ({info.outside.address}, netns "
+               f"{info.outside.netns})", highlight=False, soft_wrap=True)
 
 
 @lab_app.command("down")
@@ -64,4 +66,9 @@ def status(
         _out.print(
             f"{info.name}: controller {info.controller}, subnet {info.subnet}: {alive}",
             highlight=False,
+        )
+        _out.print(
+            f"  outside: {info.outside.address} (netns {info.outside.netns}, "
+            f"via {info.outside.lab_ip})",
+            highlight=False, soft_wrap=True,
         )

@@ -8,7 +8,15 @@
         ├── AttachConflictError  (PermanentError)  the interface name is taken in the netns
         ├── CheckFailedError     (PermanentError)  CHECK found the kernel differs from the result
         ├── ResultFormatError    (PermanentError)  a stored AttachResult does not parse
-        └── KernelError          (TemporaryError)  a netlink request failed; worth another pass
+        ├── KernelError          (TemporaryError)  a netlink request failed; worth another pass
+        └── ParentUnavailableError                 macvlan: this node cannot give the network
+            │                                      its parent; the message is the replica's
+            │                                      pending reason
+            ├── ParentMissingError   (TemporaryError)  no such interface (yet) on this node
+            ├── ParentUnusableError  (TemporaryError)  the parent cannot carry this macvlan now
+            │                                          (not Ethernet, passed through, a bond port)
+            └── VlanUnsupportedError (PermanentError)  the kernel cannot make 802.1q
+                                                       sub-interfaces (no module 8021q)
 
 Drivers wrap pyroute2's ``NetlinkError`` and ``OSError`` into these with ``raise ... from exc``
 so that callers never need to import pyroute2 to handle failures.
@@ -57,3 +65,30 @@ class KernelError(NetpluginError, TemporaryError):
     def __init__(self, message: str, *, errno: int = 0, delay: float = 1.0) -> None:
         super().__init__(message, delay=delay)
         self.errno = errno
+
+
+class ParentUnavailableError(NetpluginError):
+    """A macvlan network's parent interface cannot be used on this node.
+
+    The message is one line meant for a person (the agent shows it as the reason the
+    replica waits); the subclasses say whether waiting can help.
+    """
+
+
+class ParentMissingError(ParentUnavailableError, TemporaryError):
+    """The parent (or the base of a VLAN parent) does not exist; an operator may add it."""
+
+    def __init__(self, message: str, *, delay: float = 10.0) -> None:
+        super().__init__(message, delay=delay)
+
+
+class ParentUnusableError(ParentUnavailableError, TemporaryError):
+    """The parent exists but cannot carry this macvlan: it is not Ethernet, or something
+    else holds it (a passthru macvlan, a bridge or bond it is a port of)."""
+
+    def __init__(self, message: str, *, delay: float = 10.0) -> None:
+        super().__init__(message, delay=delay)
+
+
+class VlanUnsupportedError(ParentUnavailableError, PermanentError):
+    """The parent is an 802.1q sub-interface to create, and the kernel has no 802.1q."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from netplugins.contract import Driver, HostContext, NetConf, NetworkHost
 from netplugins.errors import UnknownDriverError
+from netplugins.macvlan.driver import MacvlanDriver
+from netplugins.macvlan.host import MacvlanHost
 from netplugins.overlay.driver import OverlayDriver
 from netplugins.overlay.host import OverlayHost
 
@@ -24,6 +26,7 @@ class DriverEntry:
 
 DRIVERS: Mapping[str, DriverEntry] = {
     "overlay": DriverEntry(make_driver=OverlayDriver, make_host=OverlayHost),
+    "macvlan": DriverEntry(make_driver=MacvlanDriver, make_host=MacvlanHost),
 }
 
 

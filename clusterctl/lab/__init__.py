@@ -12,13 +12,14 @@ from __future__ import annotations
 from clusterctl.lab.cleanup import leftovers
 from clusterctl.lab.errors import LabError, LabNameError
 from clusterctl.lab.lab import current, down, status, up
-from clusterctl.lab.state import HostInfo, LabInfo
+from clusterctl.lab.state import HostInfo, LabInfo, OutsideInfo
 
 __all__ = [
     "HostInfo",
     "LabError",
     "LabInfo",
     "LabNameError",
+    "OutsideInfo",
     "current",
     "down",
     "leftovers",

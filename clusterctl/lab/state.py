@@ -30,6 +30,11 @@ CONTROLLER_METRICS_PORT = 9101      # Prometheus /metrics of each daemon
 AGENT_METRICS_PORT = 9102
 ETCD_PORT = 2379
 MAX_HOSTS = 50
+# The lab's simulated outside host (topology.py): its netns role, its "internet" address
+# (TEST-NET-2, RFC 5737, never routed on a real network) and the range hosts route to it.
+OUTSIDE_ROLE = "out"
+OUTSIDE_ADDRESS = "198.51.100.1"
+OUTSIDE_NETWORK = "198.51.100.0/24"
 # Interface names are limited to 15 bytes: "bl-" + 8 + "-ctl" fits, longer names would not.
 _NAME_RE = re.compile(r"[a-z0-9]{1,8}")
 
@@ -99,6 +104,11 @@ class LabState(BaseModel):
     def host_ip(self, index: int) -> str:
         return str(self.network[10 + index])
 
+    @property
+    def outside_ip(self) -> str:
+        """The outside host's address on the lab subnet: the hosts' next hop to it."""
+        return str(self.network[254])
+
     def host_names(self) -> list[str]:
         return [f"h{i}" for i in range(1, self.hosts + 1)]
 
@@ -117,6 +127,16 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
+class OutsideInfo:
+    """The simulated outside host: nothing runs in it until a test starts something."""
+
+    netns: str                # "bl-<lab>-out"
+    address: str              # "198.51.100.1": what containers' egress is tested against
+    lab_ip: str               # its address on the lab subnet, the hosts' next hop
+    routed: str               # "198.51.100.0/24": routed via lab_ip in every host netns
+
+
+@dataclass(frozen=True)
 class LabInfo:
     name: str
     subnet: str
@@ -125,6 +145,7 @@ class LabInfo:
     controller_metrics: str   # "http://<ip>:9101/metrics"
     etcd: str                 # "<ip>:2379"
     hosts: tuple[HostInfo, ...]
+    outside: OutsideInfo
     state_dir: Path
     pids: Mapping[str, int]   # role ("etcd", "controller", "agent-h1") -> pid
     alive: Mapping[str, bool]  # role -> the recorded process still runs
@@ -160,6 +181,12 @@ def info_of(state: LabState) -> LabInfo:
         controller_metrics=f"http://{state.ctl_ip}:{CONTROLLER_METRICS_PORT}/metrics",
         etcd=f"{state.ctl_ip}:{ETCD_PORT}",
         hosts=tuple(hosts),
+        outside=OutsideInfo(
+            netns=netns_prefix(state.name) + OUTSIDE_ROLE,
+            address=OUTSIDE_ADDRESS,
+            lab_ip=state.outside_ip,
+            routed=OUTSIDE_NETWORK,
+        ),
         state_dir=lab_dir(state.name),
         pids={role: p.pid for role, p in state.processes.items()},
         alive=alive,

@@ -7,8 +7,18 @@ Design notes:
   from the switch side so their names never touch the root netns.
 - The only root-netns object is the veth ``bl-<lab>`` with ``.1/24`` on the lab subnet;
   its peer lands in the switch netns. IPv6 is switched off on it before it comes up, so
-  the root routing tables gain exactly one connected IPv4 route and nothing else.
+  the root routing tables gain exactly one connected IPv4 route and nothing else, and so
+  is IPv4 forwarding of what arrives on it, so the root netns never routes lab traffic
+  out even where the machine forwards.
 - Nobody gets a default route, so lab traffic cannot leave the lab namespaces.
+- The outside host ``bl-<lab>-out`` stands in for "the internet" in egress tests: it hangs
+  off ``br0`` like a host (``.254`` on the lab subnet) and holds ``198.51.100.1``
+  (TEST-NET-2, RFC 5737; /32 on its ``lo``: this kernel has no dummy devices). Every host
+  netns routes ``198.51.100.0/24`` via ``.254`` and forwards IPv4 (``ip_forward=1``, which
+  the bridge driver needs). Those routes and sysctls exist only inside lab host namespaces:
+  the root netns gains nothing, and no namespace gets a default route, so a container's
+  "egress" ends at the outside host and never at a real address. It runs nothing;
+  tests start what they need in it (``nsenter --net=/run/netns/bl-<lab>-out ...``).
 - Every step is an ``ensure``: ``up`` on a half-built lab completes it.
 - The subnet is the first /24 of 10.251.0.0/16 that no other lab state file uses and
   that overlaps no address or route in the root netns.
@@ -27,9 +37,24 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from berth.netns import NetnsError, create_named, netlink_socket, remove_named
+from berth.netns import (
+    NetnsError,
+    NetnsThread,
+    create_named,
+    netlink_socket,
+    open_netns,
+    remove_named,
+)
 from clusterctl.lab.errors import LabError
-from clusterctl.lab.state import NETNS_DIR, LabState, netns_prefix, root_link
+from clusterctl.lab.state import (
+    NETNS_DIR,
+    OUTSIDE_ADDRESS,
+    OUTSIDE_NETWORK,
+    OUTSIDE_ROLE,
+    LabState,
+    netns_prefix,
+    root_link,
+)
 
 POOL = ipaddress.IPv4Network("10.251.0.0/16")
 MTU = 1500
@@ -79,6 +104,7 @@ async def ensure_topology(state: LabState) -> None:
     prefix = netns_prefix(state.name)
     members = {f"{prefix}{h}": state.host_ip(i) for i, h in enumerate(state.host_names(), 1)}
     members[f"{prefix}ctl"] = state.ctl_ip
+    members[f"{prefix}{OUTSIDE_ROLE}"] = state.outside_ip
     switch = f"{prefix}sw"
     for ns in [switch, *members]:
         if not (NETNS_DIR / ns).exists():
@@ -101,8 +127,35 @@ async def ensure_topology(state: LabState) -> None:
         async with await _in(switch) as sw:
             await _up(sw, ROOT_PEER, master=bridge)
             await _up(sw, BRIDGE)
+        await _ensure_outside(state)
     except NetlinkError as exc:
         raise LabError(f"building the lab network of {state.name!r} failed: {exc}") from exc
+
+
+async def _ensure_outside(state: LabState) -> None:
+    """The outside host's test address, and each host's route to it and forwarding."""
+    prefix = netns_prefix(state.name)
+    async with await _in(f"{prefix}{OUTSIDE_ROLE}") as ipr:
+        await _address(ipr, "lo", OUTSIDE_ADDRESS, prefixlen=32)
+    network = ipaddress.IPv4Network(OUTSIDE_NETWORK)
+    for host in state.host_names():
+        async with await _in(f"{prefix}{host}") as ipr:
+            await ipr.route("replace", dst=str(network.network_address),
+                            dst_len=network.prefixlen, gateway=state.outside_ip)
+        await _sysctl(f"{prefix}{host}", "net/ipv4/ip_forward", "1")
+
+
+async def _sysctl(ns: str, key: str, value: str) -> None:
+    """Write /proc/sys/KEY as seen from inside lab netns NS (never the root netns's)."""
+    handle = open_netns(str(NETNS_DIR / ns))
+    thread = NetnsThread()
+    try:
+        await thread.run(handle, lambda: Path("/proc/sys", key).write_text(f"{value}\n"))
+    except OSError as exc:
+        raise LabError(f"cannot set {key} in netns {ns}: {exc}") from exc
+    finally:
+        thread.close()
+        handle.close()
 
 
 async def _ensure_root_link(state: LabState, switch: str) -> None:
@@ -114,6 +167,11 @@ async def _ensure_root_link(state: LabState, switch: str) -> None:
         # Without this the veth would add fe80::/64 and multicast routes to the root netns.
         await asyncio.to_thread(
             Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text, "1\n"
+        )
+        # Never route what arrives from the lab (a container whose gateway is this address,
+        # say) onwards, even on a machine that forwards: the root netns is no lab's router.
+        await asyncio.to_thread(
+            Path(f"/proc/sys/net/ipv4/conf/{name}/forwarding").write_text, "0\n"
         )
         await _address(ipr, name, state.root_ip)
         await _up(ipr, name)
@@ -139,9 +197,10 @@ async def _up(ipr: Any, ifname: str, **extra: Any) -> None:
     await ipr.link("set", index=await _index(ipr, ifname), state="up", **mtu, **extra)
 
 
-async def _address(ipr: Any, ifname: str, address: str) -> None:
+async def _address(ipr: Any, ifname: str, address: str, prefixlen: int = 24) -> None:
     try:
-        await ipr.addr("add", index=await _index(ipr, ifname), address=address, prefixlen=24)
+        await ipr.addr("add", index=await _index(ipr, ifname), address=address,
+                       prefixlen=prefixlen)
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -72,7 +73,9 @@ def snapshot() -> dict[str, set[str]]:
     routes = _run("ip", "-4", "route", "show", "table", "all").stdout.splitlines()
     routes += _run("ip", "-6", "route", "show", "table", "all").stdout.splitlines()
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     return {
+        "sysctls": {f"net.ipv4.ip_forward={forwarding}"},
         "links": {x for x in os.listdir("/sys/class/net") if _ours(x)},
         "netns": {x for x in netns if _ours(x)},
         "mounts": {x for x in mounts if _ours(x)},
@@ -142,6 +145,8 @@ def test_root_reaches_etcd_and_gains_only_the_connected_route(
     assert [line.split()[:3] for line in gained] == [[info.subnet, "dev", f"bl-{info.name}"]]
     v6 = _run("ip", "-6", "route", "show", "table", "all").stdout
     assert f"bl-{info.name}" not in v6
+    # Nothing that arrives from the lab is routed on, even where the machine forwards.
+    assert Path(f"/proc/sys/net/ipv4/conf/bl-{info.name}/forwarding").read_text() == "0\n"
     now = snapshot()
     assert {r for r in now["routes"] if r.startswith("default")} == {
         r for r in before["routes"] if r.startswith("default")
@@ -150,13 +155,70 @@ def test_root_reaches_etcd_and_gains_only_the_connected_route(
 
 
 def test_lab_hosts_have_no_way_out(two_labs: tuple[LabInfo, LabInfo, object]) -> None:
-    host = two_labs[0].hosts[0]
-    routes = _in_ns(host.netns, "ip", "-4", "route", "show").stdout.splitlines()
-    assert [r.split()[0] for r in routes] == [two_labs[0].subnet]
-    # `ip route get` only asks the kernel; nothing is sent.
-    probe = _in_ns(host.netns, "ip", "route", "get", "203.0.113.1", check=False)
-    assert probe.returncode != 0
-    assert "unreachable" in probe.stderr.lower()
+    info = two_labs[0]
+    for host in info.hosts:
+        routes = _in_ns(host.netns, "ip", "-4", "route", "show").stdout.splitlines()
+        # The subnet, and exactly one extra route: the outside host's test range.
+        assert [r.split()[:3] for r in routes] == [
+            [info.subnet, "dev", "eth0"], ["198.51.100.0/24", "via", info.outside.lab_ip]]
+        # `ip route get` only asks the kernel; nothing is sent.
+        probe = _in_ns(host.netns, "ip", "route", "get", "203.0.113.1", check=False)
+        assert probe.returncode != 0
+        assert "unreachable" in probe.stderr.lower()
+        forwarding = _in_ns(host.netns, "cat", "/proc/sys/net/ipv4/ip_forward").stdout
+        assert forwarding.strip() == "1"
+    outside = _in_ns(info.outside.netns, "ip", "-4", "route", "show").stdout.splitlines()
+    assert [r.split()[0] for r in outside] == [info.subnet]
+    ctl = _in_ns(f"bl-{info.name}-ctl", "ip", "-4", "route", "show").stdout.splitlines()
+    assert [r.split()[0] for r in ctl] == [info.subnet]
+
+
+def test_outside_host_answers_lab_hosts_only(
+    two_labs: tuple[LabInfo, LabInfo, dict[str, set[str]]],
+) -> None:
+    """What egress tests rely on: 198.51.100.1 in bl-<lab>-out, reached from every host with
+    the host's own lab address as source, and from nowhere else."""
+    info, other, before = two_labs
+    assert info.outside.netns == f"bl-{info.name}-out"
+    assert (info.outside.address, info.outside.routed) == ("198.51.100.1", "198.51.100.0/24")
+    assert info.outside.lab_ip == str(ipaddress.IPv4Network(info.subnet)[254])
+    listed = json.loads(_run(sys.executable, "-m", "clusterctl.main", "lab", "status",
+                             "--name", info.name, "-o", "json").stdout)  # fmt: skip
+    assert listed[0]["outside"] == {"netns": info.outside.netns, "address": "198.51.100.1",
+                                    "lab_ip": info.outside.lab_ip, "routed": "198.51.100.0/24"}
+    table = _run(sys.executable, "-m", "clusterctl.main", "lab", "status", "--name", info.name)
+    assert (f"  outside: 198.51.100.1 (netns bl-{info.name}-out, via {info.outside.lab_ip})"
+            in table.stdout.splitlines())
+    server = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{info.outside.netns}", sys.executable, "-m",
+         "http.server", "--bind", "198.51.100.1", "8080", "--directory", "/nonexistent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for host in info.hosts:
+            assert "1 packets received" in _in_ns(
+                host.netns, "busybox", "ping", "-c", "1", "-W", "2", "198.51.100.1").stdout
+            for _ in range(50):
+                got = _in_ns(host.netns, "curl", "-s", "--noproxy", "*", "-m", "2", "-o",
+                             "/dev/null", "-w", "%{http_code}", "http://198.51.100.1:8080/",
+                             check=False)  # fmt: skip
+                if got.stdout == "404":
+                    break
+                time.sleep(0.1)
+            assert got.stdout == "404"
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=10)
+    # The outside host saw each host's own lab address as the source.
+    sources = [line.split()[0] for line in log.splitlines() if '"GET / ' in line]
+    assert sources == [h.underlay_ip for h in info.hosts]
+    # The control netns has no route to it; another lab's hosts reach their own outside host.
+    ctl = _in_ns(f"bl-{info.name}-ctl", "ip", "route", "get", "198.51.100.1", check=False)
+    assert ctl.returncode != 0
+    theirs = _in_ns(other.hosts[0].netns, "ip", "route", "get", "198.51.100.1").stdout
+    assert f"via {other.outside.lab_ip} " in theirs
+    # The root netns gained no route to it (nor forwarding: snapshot() compares that).
+    assert "198.51.100." not in _run("ip", "-4", "route", "show", "table", "all").stdout
+    assert snapshot()["sysctls"] == before["sysctls"]
 
 
 def test_two_labs_get_distinct_subnets_and_are_listed(
@@ -237,6 +299,33 @@ def test_down_removes_what_agents_would_leave(two_labs: object) -> None:
         if stray is not None and stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+def test_down_removes_the_outside_host_even_of_a_stale_lab() -> None:
+    """A lab whose state file is lost (a crash, a wiped /var/lib) still loses its outside
+    host, and what a test left running in it, on ``down``."""
+    name = _lab_name("s")
+    before = snapshot()
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        info = asyncio.run(lab.up(name, 1, _daemons=False))
+        assert os.path.exists(f"/run/netns/{info.outside.netns}")
+        server = subprocess.Popen(["nsenter", f"--net=/run/netns/{info.outside.netns}",
+                                   "sleep", "300"])  # fmt: skip
+        (lab_dir(name) / "lab.json").unlink()
+        assert lab.status(name) == []
+        found = "\n".join(lab.leftovers(name))
+        assert f"netns {info.outside.netns}" in found and f"process {server.pid}" in found
+        asyncio.run(lab.down(name))
+        assert server.wait(timeout=5) == -signal.SIGKILL
+        assert not os.path.exists(f"/run/netns/{info.outside.netns}")
+        assert lab.leftovers(name) == []
+        assert snapshot() == before
+    finally:
+        _down_quietly(name)
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def test_failed_up_removes_what_it_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
