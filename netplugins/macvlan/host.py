@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from berth.aio import woken
 from berth.retry import Backoff
 from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.macvlan.config import parse
@@ -118,9 +119,7 @@ class MacvlanHost:
                 timeout = retry.failed()
                 log.warning("macvlan %s: %s; retrying in %.1fs", self._net.name, exc, timeout)
             try:
-                await asyncio.wait_for(peers.wait_changed(), timeout)
-            except TimeoutError:
-                pass
+                await woken(peers.wait_changed(), timeout)
             except Exception:
                 log.exception("macvlan %s: peer source failed; resyncing in %.1fs",
                               self._net.name, timeout)

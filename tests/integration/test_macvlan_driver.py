@@ -201,7 +201,8 @@ async def test_macvlan_cni_sequence_across_hosts(lan: Lan) -> None:
     source = StaticPeers(peers)
     task = asyncio.create_task(hosts["h1"].run(source))
     try:
-        acked = await asyncio.wait_for(source.acks.get(), 10)
+        async with asyncio.timeout(10):
+            acked = await source.acks.get()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
