@@ -73,6 +73,7 @@ import logging
 from dataclasses import dataclass
 
 from berth.retry import Backoff
+from netplugins.bridge.cleanup import dead
 from netplugins.bridge.config import (
     CONTAINER_OWNER_PREFIX,
     BridgeConf,
@@ -183,10 +184,6 @@ class BridgeHost:
     async def teardown(self) -> None:
         fw = self._ctx.firewall
         await fw.remove(self._conf.bridge)
-
-        async def dead(owner: str) -> bool:
-            return False
-
         prefix = CONTAINER_OWNER_PREFIX + port_prefix(self._conf.network)[1:]
         owners = await fw.prune(prefix, dead)
         async with route_socket(self._ctx.host_netns) as ipr:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from netplugins.bridge.cleanup import remove_stale_networks
+from netplugins.bridge.config import bridge_name, port_prefix
 from netplugins.bridge.driver import BridgeDriver
 from netplugins.bridge.host import BridgeHost
 from netplugins.contract import (
@@ -58,7 +60,7 @@ def attachment(lab: World, role: str, net: NetConf, host: int, *, default_route:
 
 
 def berth_links(lab: World) -> list[str]:
-    return [n for n in lab.links("h") if n.startswith(("bb-", "berth0", "v"))]
+    return sorted(n for n in lab.links("h") if n.startswith(("bb-", "berth0", "v")))
 
 
 def assert_clean(lab: World) -> None:
@@ -296,3 +298,33 @@ async def test_add_undoes_partial_work(lab: World) -> None:
     assert not [c for c in chains(lab, "ip") if c.startswith("c-")]
     await host.teardown()
     assert_clean(lab)
+
+
+async def test_networks_deleted_while_the_agent_was_down_are_removed(lab: World) -> None:
+    ctx = await context(lab)
+    default = NetConf(name="bridge", driver="bridge", subnet="172.31.0.0/24")
+    gone = NetConf(name="gone", driver="bridge", subnet="10.45.0.0/24",
+                   options={"icc": "false"})
+    driver = BridgeDriver(ctx)
+    for net, role in ((APP, "a1"), (default, "d1"), (gone, "g1")):
+        await BridgeHost(net, ctx).ensure()
+        ports = (PortMap(8080, 80),) if net is gone else ()
+        await driver.add(attachment(lab, role, net, 11, ports=ports), net)
+    app_bridge = BridgeHost(APP, ctx)
+    restarted = await context(lab)
+    removed = await remove_stale_networks(restarted, keep=["appnet"])
+    assert sorted(removed) == sorted(["berth0", f"bb-{host_bridge_hash(gone)}"])
+    left = berth_links(lab)
+    assert left[0] == f"bb-{host_bridge_hash(APP)}" and len(left) == 2, left
+    assert left[1] == port_prefix("appnet") + left[1][7:]
+    rules = lab.ruleset()
+    assert "chain berth0." not in rules and f"chain bb-{host_bridge_hash(gone)}." not in rules
+    assert "table bridge berth" not in rules and "chain c-" not in rules
+    assert lab.ping("a1", "10.42.0.1") and not lab.ping("g1", "10.45.0.1")
+    assert await remove_stale_networks(restarted, keep=["appnet"]) == []
+    await app_bridge.teardown()
+    assert_clean(lab)
+
+
+def host_bridge_hash(net: NetConf) -> str:
+    return bridge_name(net.name)[3:]
