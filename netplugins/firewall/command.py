@@ -59,9 +59,12 @@ class HostCommands:
             proc.kill()
             await proc.wait()
             raise KernelError(f"{' '.join(argv)}: no answer within {TIMEOUT:.0f} s") from exc
-        if self.netns is not None and proc.returncode != 0 and b"nsenter:" in err:
-            # nsenter reports its own failures (a tool missing inside, a vanished netns).
-            raise KernelError(f"{' '.join(full)}: {err.decode(errors='replace').strip()}")
+        if self.netns is not None and proc.returncode != 0 and err.startswith(b"nsenter:"):
+            # nsenter's own failures: the tool is missing, or the netns is gone.
+            text = err.decode(errors="replace").strip()
+            if "failed to execute" in text:
+                raise KernelError(f"{argv[0]} is not installed: {text}")
+            raise KernelError(f"{' '.join(full)}: {text}")
         return Done(proc.returncode or 0, out.decode(errors="replace"),
                     err.decode(errors="replace"))
 
