@@ -100,21 +100,20 @@ class SyncReport:
     pruned: tuple[str, ...] = ()
 
 
-async def ensure_sysctls(fw: Firewall, conf: BridgeConf) -> list[str]:
+def _sysctls(conf: BridgeConf) -> list[tuple[str, str]]:
     """ip_forward for egress and ports; route_localnet on the bridge for 127.0.0.1 ports."""
-    wanted = [] if conf.internal else [
-        ("net.ipv4.ip_forward", "1"),
-        (f"net.ipv4.conf.{conf.bridge}.route_localnet", "1"),
-    ]
-    return [f"{k}={v}" for k, v in wanted if await fw.ensure_sysctl(k, v)]
+    if conf.internal:
+        return []
+    return [("net.ipv4.ip_forward", "1"), (f"net.ipv4.conf.{conf.bridge}.route_localnet", "1")]
+
+
+async def ensure_sysctls(fw: Firewall, conf: BridgeConf) -> list[str]:
+    return [f"{k}={v}" for k, v in _sysctls(conf) if await fw.ensure_sysctl(k, v)]
 
 
 async def sysctl_problems(fw: Firewall, conf: BridgeConf) -> list[str]:
-    if conf.internal:
-        return []
-    wanted = [("net.ipv4.ip_forward", "1"), (f"net.ipv4.conf.{conf.bridge}.route_localnet", "1")]
     found = []
-    for key, value in wanted:
+    for key, value in _sysctls(conf):
         have = await fw.sysctl(key)
         if have is not None and have != value:   # None: no bridge, reported on its own
             found.append(f"{key} is {have}, want {value}")

@@ -96,6 +96,14 @@ async def test_cni_sequence_check_and_repair(lab: World) -> None:
     assert report.rules == (r1.bridge,)
     await driver.check(a2, APP, r2)
 
+    # Forwarding switched off by someone else: CHECK says so, resync switches it back on.
+    lab.run("h", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    assert not lab.ping("c1", lab.outside_ip)
+    with pytest.raises(CheckFailedError, match=re.escape("net.ipv4.ip_forward is 0, want 1")):
+        await driver.check(a1, APP, r1)
+    assert (await host.sync()).sysctls == ("net.ipv4.ip_forward=1",)
+    assert lab.ping("c1", lab.outside_ip)
+
     # A removed port rule: CHECK fails, and DNAT from the other machine is gone until the
     # firewall's resync re-applies what this agent life applied.
     lab.serve("c1", 80)
