@@ -28,6 +28,7 @@ import pydantic
 
 from berth.netaddr import mac_from_ip as mac_from_ip  # one definition, re-exported for drivers
 from netplugins.errors import ResultFormatError
+from netplugins.firewall import Firewall
 
 ContainerId = NewType("ContainerId", str)
 
@@ -213,7 +214,14 @@ class HostContext:
 
     ``host_netns`` is None for the real agent, which already runs inside its host's network
     namespace; tests (and any caller outside it) pass a netns path or /run/netns name.
+    ``firewall`` is the node's one packet-filter gate (netplugins.firewall), made here for
+    ``host_netns``, so each HostContext, like each agent life, has its own.
     """
 
     underlay: Underlay
     host_netns: str | None = None
+    firewall: Firewall = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Building a Firewall runs nothing; it only records where its commands will run.
+        object.__setattr__(self, "firewall", Firewall(self.host_netns))

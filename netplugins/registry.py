@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from netplugins.bridge.driver import BridgeDriver
+from netplugins.bridge.host import BridgeHost
 from netplugins.contract import Driver, HostContext, NetConf, NetworkHost
 from netplugins.errors import UnknownDriverError
 from netplugins.macvlan.driver import MacvlanDriver
@@ -25,6 +27,7 @@ class DriverEntry:
 
 
 DRIVERS: Mapping[str, DriverEntry] = {
+    "bridge": DriverEntry(make_driver=BridgeDriver, make_host=BridgeHost),
     "overlay": DriverEntry(make_driver=OverlayDriver, make_host=OverlayHost),
     "macvlan": DriverEntry(make_driver=MacvlanDriver, make_host=MacvlanHost),
 }

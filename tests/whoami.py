@@ -1,0 +1,62 @@
+"""A tiny TCP/UDP "who is asking" server and its client, for tests that must see real
+traffic and the source address it arrives with (NAT tests).
+
+    python tests/whoami.py serve tcp|udp PORT       answer every client with its address
+    python tests/whoami.py ask tcp|udp IP PORT      print the answer; exit 1 if none
+
+Run inside a namespace with ``nsenter --net=...``. No third-party imports.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+TIMEOUT = 2.0
+
+
+def serve(proto: str, port: int) -> None:
+    if proto == "tcp":
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("0.0.0.0", port))
+            srv.listen(16)
+            while True:
+                conn, peer = srv.accept()
+                with conn:
+                    conn.sendall(f"{peer[0]}\n".encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv:
+        srv.bind(("0.0.0.0", port))
+        while True:
+            _, peer = srv.recvfrom(512)
+            srv.sendto(f"{peer[0]}\n".encode(), peer)
+
+
+def ask(proto: str, ip: str, port: int) -> int:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    try:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect((ip, port))
+            if proto == "udp":
+                sock.send(b"?")
+            answer = sock.recv(512).decode().strip()
+    except OSError as exc:
+        print(f"no answer: {exc}", file=sys.stderr)
+        return 1
+    print(answer)
+    return 0 if answer else 1
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"] and len(argv) == 3:
+        serve(argv[1], int(argv[2]))
+        return 0
+    if argv[:1] == ["ask"] and len(argv) == 4:
+        return ask(argv[1], argv[2], int(argv[3]))
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
