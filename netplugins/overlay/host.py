@@ -47,6 +47,14 @@ neighbour and FDB tables via netlink, diff them with the full peer snapshot
 (fdb.plan_sync), and repair; recreate ``bo-``/``vx-`` devices that vanished. Passes run
 on every wake-up from the PeerSource and at least every ``resync_interval`` seconds; a
 failed pass is retried after ``retry_delay`` doubling up to the interval.
+
+Why a firewall owner. With br_netfilter (built into this kernel, on by default in every
+netns), frames bridged between the VXLAN device and the containers' veths cross iptables'
+FORWARD chain, whose policy Docker sets to DROP. So the host registers ``bo-<vni>`` with
+the node's firewall as an owner with no rules but the bridge as an accepted interface:
+the firewall inserts the accepts only where FORWARD drops, and removes exactly those on
+teardown. It is applied by ``ensure``, after a pass that recreated devices, and on the
+periodic resync (not on every peer change: that path must stay free of subprocesses).
 """
 
 from __future__ import annotations
@@ -59,8 +67,10 @@ from dataclasses import dataclass
 from berth.aio import woken
 from berth.retry import Backoff
 from netplugins.contract import HostContext, NetConf, Peer, PeerSource
+from netplugins.firewall import Ruleset
 from netplugins.netlink import link_index, route_socket
 from netplugins.overlay.devices import (
+    bridge_name,
     ensure_devices,
     remove_devices,
     validate,
@@ -102,11 +112,16 @@ class OverlayHost:
     def network(self) -> NetConf:
         return self._net
 
+    def _accepts(self) -> Ruleset:
+        bridge = bridge_name(self._net.vni)
+        return Ruleset(bridge, accept_ifaces=(bridge,))
+
     async def ensure(self) -> None:
         async with route_socket(self._ctx.host_netns) as ipr:
             recreated = await ensure_devices(ipr, self._net, self._ctx.underlay)
         if recreated:
             log.info("overlay %s: created %s", self._net.name, ", ".join(recreated))
+        await self._ctx.firewall.apply(self._accepts())
 
     async def sync(self, peers: Iterable[Peer]) -> SyncReport:
         """One level-triggered pass: repair devices, then make the entries match ``peers``."""
@@ -125,16 +140,21 @@ class OverlayHost:
                 list(recreated), len(plan.fdb_replace), len(plan.neigh_replace),
                 len(plan.neigh_delete), len(plan.fdb_delete),
             )
+        if recreated:
+            await self._ctx.firewall.apply(self._accepts())
         programmed = frozenset(remote_peers(peers, underlay.ip).values())
         return SyncReport(tuple(recreated), plan, programmed)
 
     async def run(self, peers: PeerSource) -> None:
         """Sync on every wake-up and every ``resync_interval`` until cancelled."""
         retry = Backoff(self._retry_delay, self._resync_interval)
+        periodic = False
         while True:
             try:
                 report = await self.sync(await peers.snapshot())
                 await peers.programmed(report.programmed)
+                if periodic:
+                    await self._ctx.firewall.apply(self._accepts())
                 timeout = self._resync_interval
                 retry.succeeded()
             except asyncio.CancelledError:
@@ -146,8 +166,9 @@ class OverlayHost:
                 log.exception("overlay %s: sync failed; retrying in %.1fs", self._net.name,
                               timeout)
             try:
-                await woken(peers.wait_changed(), timeout)
+                periodic = not await woken(peers.wait_changed(), timeout)
             except Exception:
+                periodic = True
                 log.exception("overlay %s: peer source failed; resyncing in %.1fs",
                               self._net.name, timeout)
                 await asyncio.sleep(timeout)
@@ -155,4 +176,5 @@ class OverlayHost:
     async def teardown(self) -> None:
         async with self._lock, route_socket(self._ctx.host_netns) as ipr:
             await remove_devices(ipr, self._net.vni)
+        await self._ctx.firewall.remove(bridge_name(self._net.vni))
         log.info("overlay %s: removed host devices", self._net.name)

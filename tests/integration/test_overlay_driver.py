@@ -245,3 +245,31 @@ async def test_add_undoes_partial_work(lab: Lab) -> None:
     assert not [i for i in links(lab, "h1") if i.startswith("vo")]
     assert links(lab, "c1") == ["lo"]
     await OverlayHost(NET, ctx).teardown()
+
+
+async def test_overlay_works_where_docker_set_forward_to_drop(lab: Lab) -> None:
+    """With br_netfilter, bridged overlay traffic crosses iptables' FORWARD chain, whose
+    policy Docker sets to DROP; the overlay host accepts its own bridge there, and takes
+    exactly that accept away again on teardown."""
+    before = {}
+    for n in (1, 2):
+        host = lab.ns(f"h{n}")
+        sh("ip", "netns", "exec", host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        sh("ip", "netns", "exec", host, "iptables", "-P", "FORWARD", "DROP")
+        before[n] = sh("ip", "netns", "exec", host, "iptables", "-S").stdout
+    ctx = {n: HostContext(await discover_underlay(lab.host_ip(n), netns=lab.path(f"h{n}")),
+                          host_netns=lab.path(f"h{n}")) for n in (1, 2)}
+    hosts = {n: OverlayHost(NET, ctx[n], resync_interval=60.0) for n in (1, 2)}
+    atts = {n: attachment(lab, n) for n in (1, 2)}
+    peers = frozenset(Peer(a.ip, a.mac, ctx[n].underlay.ip) for n, a in atts.items())
+    results = {}
+    for n in (1, 2):
+        await hosts[n].ensure()
+        results[n] = await OverlayDriver(ctx[n]).add(atts[n], NET)
+        await hosts[n].sync(peers)
+    assert f"berth:bo-{VNI}" in sh("ip", "netns", "exec", lab.ns("h1"), "iptables", "-S").stdout
+    assert ping(lab, "c1", atts[2].ip), "FORWARD DROP swallowed the overlay's bridged traffic"
+    for n in (1, 2):
+        await OverlayDriver(ctx[n]).delete(atts[n], NET, results[n])
+        await hosts[n].teardown()
+        assert sh("ip", "netns", "exec", lab.ns(f"h{n}"), "iptables", "-S").stdout == before[n]
