@@ -20,11 +20,10 @@ import grpc
 from clusterctl.client import connect
 from clusterctl.netdiagnosis import Cell, Status, judge, target
 from clusterctl.netmodel import Member, Network, network_from_proto, select
-from clusterctl.netprobe import PROBE_SECONDS, Probe, Target, argv, missing, parse
+from clusterctl.netprobe import Probe, Target, argv, exec_timeout, missing, parse
 from protos import common_pb2, controller_pb2_grpc, netcheck_pb2
 
 PARALLEL = 8                        # execs in flight at once
-EXEC_TIMEOUT = 20 * PROBE_SECONDS   # a loaded node starts an exec slowly; probes end in ~3 s
 MAX_OUTPUT = 1 << 20                # a probe line is short; more than this is not ours
 
 
@@ -65,8 +64,9 @@ async def probe(stub: controller_pb2_grpc.ControllerAsyncStub, container: str,
     """Run the probe script in ``container``; a failure is an Outcome, not an exception."""
     req = common_pb2.ExecRequest(container=container, argv=argv(targets))
     out, err, code = bytearray(), bytearray(), None
+    deadline = exec_timeout(targets)
     try:
-        async for frame in stub.Exec(req, timeout=EXEC_TIMEOUT):
+        async for frame in stub.Exec(req, timeout=deadline):
             which = frame.WhichOneof("frame")
             if which == "stdout" and len(out) < MAX_OUTPUT:
                 out += frame.stdout
@@ -76,7 +76,7 @@ async def probe(stub: controller_pb2_grpc.ControllerAsyncStub, container: str,
                 code = frame.exit_code
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return Outcome(None, f"the probes did not finish within {EXEC_TIMEOUT} s")
+            return Outcome(None, f"the probes did not finish within {deadline:.0f} s")
         return Outcome(None, exc.details() or exc.code().name)
     if code in (126, 127):
         return Outcome(None, f"the image cannot run the probes (sh exited {code}: "

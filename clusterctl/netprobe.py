@@ -15,8 +15,11 @@ Probes and their bounds:
   the connect fails; when it connected it either sees the peer close (0) or is still
   connected when ``timeout`` ends it (143; 124 with coreutils): both mean the port accepted.
 
-Each line is written by one ``echo``, a single write(2) shorter than PIPE_BUF, so the
-parallel probes' lines never interleave. Newlines in a tool's output become ``|``.
+Peers are probed ``BATCH`` at a time (each one is a few processes for a moment), so a
+container under a small pids limit still runs the script; ``exec_timeout`` grows with
+the number of batches. Each line is written by one ``echo``, a single write(2) shorter
+than PIPE_BUF, so the parallel probes' lines never interleave. Newlines in a tool's
+output become ``|``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 RESOLVER = "127.0.0.11"
-PROBE_SECONDS = 3           # the longest single probe; the whole exec gets a few times this
+PROBE_SECONDS = 3           # the longest single probe
+BATCH = 4                   # peers probed at once: a container's pids limit must hold them
 KILLED = (143, 124)         # ended by timeout: busybox (128 + SIGTERM), coreutils
 
 SCRIPT = r"""
@@ -48,14 +52,17 @@ probe_tcp() {
   out=$(timeout 3 nc -w 2 "$1" "$2" </dev/null 2>&1 >/dev/null); rc=$?
   echo "tcp	$1:$2	$rc	$(printf %s "$out" | flat)"
 }
+n=0
 while [ $# -ge 4 ]; do
   name=$1 ip=$2 what=$3 ports=$4; shift 4
   case $what in *d*) probe_dns "$name" & ;; esac
   case $what in *p*) probe_route "$ip" & probe_ping "$ip" & ;; esac
   for port in $(echo "$ports" | tr ',' ' '); do probe_tcp "$ip" "$port" & done
+  n=$((n + 1))
+  if [ "$n" -ge BATCH ]; then wait; n=0; fi
 done
 wait
-"""
+""".replace("BATCH", str(BATCH))
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,13 @@ class Probe:
     ok: bool
     detail: str                  # the reason in a few words, or what was found
     answers: tuple[str, ...] = ()
+
+
+def exec_timeout(targets: Sequence[Target]) -> float:
+    """How long the whole script may take: every batch's slowest probe, plus the time a
+    loaded node takes to start an exec."""
+    batches = -(-len(targets) // BATCH)
+    return 30.0 + 2 * PROBE_SECONDS * batches
 
 
 def argv(targets: Sequence[Target], resolver: str = RESOLVER) -> list[str]:

@@ -28,7 +28,7 @@ from berth.etcd import KVMeta, PutEvent
 from berth.records import Endpoint
 from clusterctl.netdiagnosis import Status, judge
 from clusterctl.netmodel import Member, network_from_proto
-from clusterctl.netprobe import Probe, Target, argv, parse
+from clusterctl.netprobe import Probe, Target, argv, missing, parse
 from netplugins.contract import Attachment, ContainerId, HostContext, NetConf, Peer, mac_from_ip
 from netplugins.netlink import discover_underlay
 from netplugins.overlay.driver import OverlayDriver
@@ -266,3 +266,10 @@ def test_probe_script_over_a_real_overlay(overlay: Topo) -> None:
     assert probes[("tcp", f"{peer.ip}:8081")].detail == "refused"
     assert (probes[("ping", "10.42.0.99")].ok, probes[("ping", "10.42.0.99")].detail) == \
         (False, "timeout")
+
+
+def test_many_peers_are_probed_in_batches_and_none_is_lost(namespaces: Topo) -> None:
+    targets = [Target(f"p{i}", f"127.0.0.{i}", dns=False) for i in range(1, 11)]
+    probes = probe_from(namespaces, 1, targets)
+    assert missing(targets, probes) == []
+    assert all(p.ok for p in probes), [p for p in probes if not p.ok]
