@@ -15,6 +15,7 @@ is a fact ("present: false"), not an error.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 from agent.dns import Records
 from agent.endpoints import EndpointTable
 from agent.netresults import ResultStore
+from berth.errors import UserError
 from netplugins.contract import HostContext
 from netplugins.netlink import link_index, link_info, route_socket
 from netplugins.overlay.devices import IFF_UP, bridge_name, vxlan_name
@@ -72,7 +74,19 @@ class NetView(Protocol):
     def results(self) -> ResultStore: ...
 
 
+# Container and network names reach file paths (the stored ADD results): one path
+# segment of DNS-name characters, never "." or "..".
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]{0,251}[a-z0-9])?")
+
+
+def _check_names(req: Request) -> None:
+    for what, name in [("network", req.network), *(("container", n) for n in req.local)]:
+        if not _NAME.fullmatch(name) or ".." in name:
+            raise UserError(f"netdiag: {what} name {name[:80]!r} is not a valid name")
+
+
 async def diagnose(view: NetView, req: Request) -> netcheck_pb2.NetDiagResponse:
+    _check_names(req)
     resp = netcheck_pb2.NetDiagResponse(node=view.node, host_ip=view.ctx.underlay.ip)
     async with route_socket(view.ctx.host_netns) as ipr:
         for name, kind in DEVICES.get(req.driver, _no_devices)(req):

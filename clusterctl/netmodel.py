@@ -45,6 +45,13 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Route:
+    dst: str
+    device: str = ""
+    gateway: str = ""
+
+
+@dataclass(frozen=True)
 class NameRecord:
     name: str
     ips: tuple[str, ...]               # what the node's embedded DNS serves on the network
@@ -73,6 +80,7 @@ class Facts:
     links: tuple[Link, ...] = ()
     fdb: Mapping[str, frozenset[str]] = field(default_factory=dict)   # MAC -> VTEPs
     neigh: Mapping[str, str] = field(default_factory=dict)           # IP -> MAC
+    routes: tuple[Route, ...] = ()     # host routes into the subnet
     names: Mapping[str, NameRecord] = field(default_factory=dict)
     locals: Mapping[str, LocalIf] = field(default_factory=dict)
 
@@ -166,6 +174,7 @@ def _facts(node: netcheck_pb2.NodeFacts) -> Facts:
                     for lk in f.links),
         fdb={mac: frozenset(dsts) for mac, dsts in fdb.items()},
         neigh={n.ip: n.mac.lower() for n in f.neighbours},
+        routes=tuple(Route(r.dst, r.device, r.gateway) for r in f.routes),
         names={n.name: NameRecord(n.name, tuple(n.ips), n.endpoint, n.endpoint_ip)
                for n in f.names},
         locals={lc.container: LocalIf(lc.container, lc.attached, lc.host_ifname, lc.present,

@@ -5,8 +5,8 @@ Called by clusterctl.main. Rows are sources (``container@node``), columns destin
 probed); ``plain`` writes ok, FAIL, ERROR and skip instead, for scripts and terminals
 without those glyphs. Every failing cell gets a number, listed under its matrix with
 what each probe saw and the diagnosis. JSON holds the same data: per network the
-expectation, the containers probed, and every cell with each probe's result and the
-diagnosis (the stable, documented keys in docs/netcheck.md).
+expectation, the containers probed, every cell with each probe's result and the
+diagnosis, and each node's facts (the stable, documented keys in docs/netcheck.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from clusterctl.netcheck import NetReport, Report
 from clusterctl.netdiagnosis import Cell, Status
-from clusterctl.netmodel import Expectation, Member, PairRule
+from clusterctl.netmodel import Expectation, Facts, Member, PairRule
 
 MARKS = {
     "table": {Status.OK: "✓", Status.FAIL: "✗", Status.ERROR: "?", Status.SKIP: "·"},
@@ -111,6 +111,18 @@ def _cell(c: Cell) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _facts(f: Facts) -> dict[str, Any]:
+    return {
+        "error": f.error, "host_ip": f.host_ip,
+        "links": [{"name": lk.name, "want_kind": lk.want_kind, "present": lk.present,
+                   "kind": lk.kind, "up": lk.up, "master": lk.master} for lk in f.links],
+        "fdb": [{"mac": mac, "dst": dst} for mac, dsts in sorted(f.fdb.items())
+                for dst in sorted(dsts)],
+        "neighbours": [{"ip": ip, "mac": mac} for ip, mac in sorted(f.neigh.items())],
+        "routes": [{"dst": r.dst, "device": r.device, "gateway": r.gateway} for r in f.routes],
+    }  # fmt: skip
+
+
 def as_json(report: Report) -> str:
     nets = []
     for net in report.networks:
@@ -120,6 +132,6 @@ def as_json(report: Report) -> str:
             "note": net.note, "expect": _expect(n.expectation),
             "containers": [_member(m) for m in net.chosen],
             "cells": [_cell(c) for c in net.cells],
-            "node_errors": {node: f.error for node, f in sorted(n.facts.items()) if f.error},
+            "nodes": {node: _facts(f) for node, f in sorted(n.facts.items())},
         })  # fmt: skip
     return json.dumps({"ok": report.ok, "networks": nets}, indent=2)

@@ -47,7 +47,8 @@ async def test_unreachable_agents_are_named_and_exit_9(
     result = await clusterctl(controller.address, "netcheck", "appnet", "-o", "json")
     assert result.code == 9, result
     (net,) = json.loads(result.stdout)["networks"]
-    assert set(net["node_errors"]) == {"host1", "host2"}
-    assert net["node_errors"]["host2"].startswith(
+    assert set(net["nodes"]) == {"host1", "host2"}
+    assert net["nodes"]["host2"]["links"] == []
+    assert net["nodes"]["host2"]["error"].startswith(
         f"the agent of node host2 at {agents['host2']} gave no facts: ")
     assert {c["status"] for c in net["cells"]} == {"error"}

@@ -101,3 +101,12 @@ def test_json_has_every_cell_with_probes_and_diagnosis() -> None:
                                  "detail": "timeout", "answers": []}
     assert cell["diagnosis"] == ["ICMP: timeout", "no facts from h1", "no facts from h2"]
     assert net["cells"][1]["status"] == "ok"
+
+
+def test_json_carries_each_nodes_facts() -> None:
+    net = network_from_proto(proto())
+    rep = Report((NetReport(net, tuple(select(net)), ()),))
+    nodes = json.loads(as_json(rep))["networks"][0]["nodes"]
+    assert nodes["h1"]["fdb"] == [{"mac": "02:42:0a:2a:00:04", "dst": "10.0.0.2"}]
+    assert nodes["h1"]["links"][0]["name"] == "vx-256"
+    assert nodes["h2"]["error"] == "node h2 is not Ready"
