@@ -4,9 +4,9 @@ node's facts about it.
 server.py's NetCheck calls ``netcheck``. From one consistent read of the cluster it lists,
 per network, the containers that run on it (assignment + a running status from the
 assigned node), and asks the agent of every node with such a container for its facts
-(Agent.NetDiag), all nodes at once. The facts are gathered before clusterctl probes, so
-they show the state the probes meet: an agent's resync can only repair things, so an
-entry missing when a probe fails was missing here too.
+(Agent.NetDiag), up to ``PARALLEL`` nodes at once. The facts are gathered before
+clusterctl probes, so they show the state the probes meet: an agent's resync can only
+repair things, so an entry missing when a probe fails was missing here too.
 
 Networks come from the assignments' attachments, so the implicit node-local ones
 (``bridge``, ``berth-gwbridge``), which have no document, are listed too. A node whose
@@ -30,6 +30,7 @@ from controller.state import ClusterState
 from protos import netcheck_pb2
 
 NETDIAG_TIMEOUT = 10.0      # seconds per agent; a node that is slower is reported, not waited on
+PARALLEL = 16               # NetDiag calls in flight at once
 
 
 def _subnet(att: NetworkAttachment) -> str:
@@ -103,7 +104,13 @@ async def _ask(state: ClusterState, net: netcheck_pb2.NetCheckNetwork,
 async def netcheck(state: ClusterState, only: str = "") -> netcheck_pb2.NetCheckResponse:
     nets = plan(state, only)
     asks = [(net, node) for net in nets for node in sorted({m.node for m in net.members})]
-    answers = await asyncio.gather(*(_ask(state, net, node) for net, node in asks))
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def ask(net: netcheck_pb2.NetCheckNetwork, node: str) -> netcheck_pb2.NodeFacts:
+        async with limit:
+            return await _ask(state, net, node)
+
+    answers = await asyncio.gather(*(ask(net, node) for net, node in asks))
     by_net: dict[str, list[netcheck_pb2.NodeFacts]] = defaultdict(list)
     for (net, _), facts in zip(asks, answers, strict=True):
         by_net[net.name].append(facts)
