@@ -60,9 +60,11 @@ class ImagePuller:
             log.warning("pull %s from controller failed: %s", ref, exc.details())
 
 
-async def _serve(cfg: agent_config.AgentConfig, runtime: Runtime) -> grpc.aio.Server:
+async def _serve(
+    cfg: agent_config.AgentConfig, runtime: Runtime, network: NetworkManager
+) -> grpc.aio.Server:
     server = grpc.aio.server(options=grpcopts.server_options())
-    service = AgentService(runtime, cfg.state_dir / "tmp")
+    service = AgentService(runtime, cfg.state_dir / "tmp", network)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -130,13 +132,13 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     underlay = await _underlay(cfg)
     metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     async with etcd:
-        server = await _serve(cfg, runtime)
+        network = _network(cfg, etcd, underlay)
+        server = await _serve(cfg, runtime, network)
         addresses, routes = await host_prefixes()
         record = node_record(cfg.node, cfg.underlay_ip, cfg.advertise, mtu=underlay.mtu,
                              addresses=addresses, routes=routes)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
-        network = _network(cfg, etcd, underlay)
         reconciler = Reconciler(
             etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller, hooks=network
         )

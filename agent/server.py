@@ -1,4 +1,5 @@
-"""The agent's gRPC API (protos/agent.proto): exec, logs, inspect, image load and remove.
+"""The agent's gRPC API (protos/agent.proto): exec, logs, inspect, image load and remove,
+and the network facts netcheck asks for (agent.netdiag).
 
 The controller proxies clusterctl's exec and logs here. Served by agent.main on
 the node's underlay address.
@@ -16,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from agent.imagestream import load_stream
+from agent.netdiag import NetView, diagnose
 from agent.runtime.containers import Runtime
 from agent.runtime.errors import (
     ContainerNotFound,
@@ -24,7 +26,7 @@ from agent.runtime.errors import (
 )
 from berth.errors import NotFoundError, PermanentError, UserError
 from berth.rpcerrors import maps_errors
-from protos import agent_pb2, agent_pb2_grpc, common_pb2
+from protos import agent_pb2, agent_pb2_grpc, common_pb2, netcheck_pb2
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,10 @@ log = logging.getLogger(__name__)
 class AgentService(agent_pb2_grpc.AgentServicer):
     """Each RPC raises berth errors; maps_errors gives them berth's one status table."""
 
-    def __init__(self, runtime: Runtime, scratch: Path) -> None:
+    def __init__(self, runtime: Runtime, scratch: Path, network: NetView | None = None) -> None:
         self._runtime = runtime
         self._scratch = scratch
+        self._network = network
 
     async def _require(self, name: str) -> None:
         # One container's state, not every container's: exec and logs are hot paths.
@@ -119,3 +122,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 continue
             removed.append(ref)
         return agent_pb2.ImageRemoveResponse(removed=removed)
+
+    async def NetDiag(
+        self,
+        request: netcheck_pb2.NetDiagRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> netcheck_pb2.NetDiagResponse:
+        if self._network is None:
+            raise PermanentError("this agent runs no container networking")
+        return await diagnose(self._network, request)

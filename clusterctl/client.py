@@ -38,6 +38,7 @@ class ExitCode(enum.IntEnum):
     AGENT_UNREACHABLE = 6
     CONFLICT = 7            # concurrent writers, or the object already exists
     INTERNAL = 8            # a bug in berth: the controller failed unexpectedly
+    NETCHECK_FAILED = 9     # netcheck: a pair does not behave as its network promises
     BERTH_FAILED = 125      # exec/logs: berth failed, the command did not run (as docker)
     INTERRUPTED = 130
 

@@ -208,6 +208,31 @@ def logs(
         raise typer.Exit(ExitCode.BERTH_FAILED) from exc
 
 
+@app.command()
+def netcheck(
+    network: Annotated[str | None, typer.Argument(help="one network (default: all)")] = None,
+    fmt: Annotated[str, typer.Option("-o", "--output", help="table|plain|json")] = "table",
+) -> None:
+    """Probe every pair of containers on each network (DNS, ICMP, TCP) and explain failures.
+
+    Exits 9 when a pair does not behave as its network's driver promises.
+    """
+    from clusterctl import netcheck as check
+    from clusterctl import netreport
+
+    if fmt not in ("table", "plain", "json"):
+        raise CtlError(f"unknown output format {fmt!r} (expected table, plain or json)")
+
+    def progress(line: str) -> None:
+        if err.is_terminal:
+            err.print(line)
+
+    report = _run(check.check(_state["controller"], network, progress))
+    print(netreport.as_json(report) if fmt == "json" else netreport.text(report, fmt))
+    if not report.ok:
+        raise typer.Exit(ExitCode.NETCHECK_FAILED)
+
+
 @image_app.command("load")
 def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-layout tar")]) -> None:
     """Load an image archive into the cluster; every node gets it."""

@@ -6,7 +6,7 @@ proxy.py, ImageLoad/ImagePull to images.py. Handlers raise; ``maps_errors`` (ber
 one table, plus controller.errors.describe) turns errors into gRPC statuses with a
 one-line message as the details, which clusterctl prints as is; a failure to reach etcd
 or an agent also says which part in the trailing metadata. Message sizes are bounded by
-berth.grpcopts.
+berth.grpcopts. NetCheck (clusterctl netcheck) delegates to netcheck.py.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from berth.errors import BerthError, UserError
 from berth.etcd import KeyValue
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
-from controller import getters, proxy, store
+from controller import getters, netcheck, proxy, store
 from controller.errors import describe
 from controller.images import ImageStore, read_chunks
 from controller.scheduler import Scheduler
 from controller.state import read_state
-from protos import common_pb2, controller_pb2, controller_pb2_grpc
+from protos import common_pb2, controller_pb2, controller_pb2_grpc, netcheck_pb2
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -117,6 +117,11 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         path = await self._images.find(request.ref)
         async for chunk in read_chunks(path):
             yield chunk
+
+    async def NetCheck(
+        self, request: netcheck_pb2.NetCheckRequest, context: Context,
+    ) -> netcheck_pb2.NetCheckResponse:
+        return await netcheck.netcheck(await read_state(self._etcd), request.network)
 
 
 def _decode(source: str, raw: bytes) -> str:

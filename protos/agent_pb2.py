@@ -23,23 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from protos import common_pb2 as protos_dot_common__pb2
+from protos import netcheck_pb2 as protos_dot_netcheck__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/agent.proto\x12\x08\x62\x65rth.v1\x1a\x13protos/common.proto\"\"\n\x12ImageRemoveRequest\x12\x0c\n\x04refs\x18\x01 \x03(\t\"&\n\x13ImageRemoveResponse\x12\x0f\n\x07removed\x18\x01 \x03(\t\"#\n\x0eInspectRequest\x12\x11\n\tcontainer\x18\x01 \x01(\t\"\x1f\n\x0fInspectResponse\x12\x0c\n\x04json\x18\x01 \x01(\t2\xc1\x02\n\x05\x41gent\x12\x35\n\x04\x45xec\x12\x15.berth.v1.ExecRequest\x1a\x14.berth.v1.ExecOutput0\x01\x12\x33\n\x04Logs\x12\x15.berth.v1.LogsRequest\x1a\x12.berth.v1.LogEntry0\x01\x12>\n\x07Inspect\x12\x18.berth.v1.InspectRequest\x1a\x19.berth.v1.InspectResponse\x12@\n\tImageLoad\x12\x14.berth.v1.ImageChunk\x1a\x1b.berth.v1.ImageLoadResponse(\x01\x12J\n\x0bImageRemove\x12\x1c.berth.v1.ImageRemoveRequest\x1a\x1d.berth.v1.ImageRemoveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/agent.proto\x12\x08\x62\x65rth.v1\x1a\x13protos/common.proto\x1a\x15protos/netcheck.proto\"\"\n\x12ImageRemoveRequest\x12\x0c\n\x04refs\x18\x01 \x03(\t\"&\n\x13ImageRemoveResponse\x12\x0f\n\x07removed\x18\x01 \x03(\t\"#\n\x0eInspectRequest\x12\x11\n\tcontainer\x18\x01 \x01(\t\"\x1f\n\x0fInspectResponse\x12\x0c\n\x04json\x18\x01 \x01(\t2\x81\x03\n\x05\x41gent\x12\x35\n\x04\x45xec\x12\x15.berth.v1.ExecRequest\x1a\x14.berth.v1.ExecOutput0\x01\x12\x33\n\x04Logs\x12\x15.berth.v1.LogsRequest\x1a\x12.berth.v1.LogEntry0\x01\x12>\n\x07Inspect\x12\x18.berth.v1.InspectRequest\x1a\x19.berth.v1.InspectResponse\x12@\n\tImageLoad\x12\x14.berth.v1.ImageChunk\x1a\x1b.berth.v1.ImageLoadResponse(\x01\x12J\n\x0bImageRemove\x12\x1c.berth.v1.ImageRemoveRequest\x1a\x1d.berth.v1.ImageRemoveResponse\x12>\n\x07NetDiag\x12\x18.berth.v1.NetDiagRequest\x1a\x19.berth.v1.NetDiagResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEREMOVEREQUEST']._serialized_start=53
-  _globals['_IMAGEREMOVEREQUEST']._serialized_end=87
-  _globals['_IMAGEREMOVERESPONSE']._serialized_start=89
-  _globals['_IMAGEREMOVERESPONSE']._serialized_end=127
-  _globals['_INSPECTREQUEST']._serialized_start=129
-  _globals['_INSPECTREQUEST']._serialized_end=164
-  _globals['_INSPECTRESPONSE']._serialized_start=166
-  _globals['_INSPECTRESPONSE']._serialized_end=197
-  _globals['_AGENT']._serialized_start=200
-  _globals['_AGENT']._serialized_end=521
+  _globals['_IMAGEREMOVEREQUEST']._serialized_start=76
+  _globals['_IMAGEREMOVEREQUEST']._serialized_end=110
+  _globals['_IMAGEREMOVERESPONSE']._serialized_start=112
+  _globals['_IMAGEREMOVERESPONSE']._serialized_end=150
+  _globals['_INSPECTREQUEST']._serialized_start=152
+  _globals['_INSPECTREQUEST']._serialized_end=187
+  _globals['_INSPECTRESPONSE']._serialized_start=189
+  _globals['_INSPECTRESPONSE']._serialized_end=220
+  _globals['_AGENT']._serialized_start=223
+  _globals['_AGENT']._serialized_end=608
 # @@protoc_insertion_point(module_scope)

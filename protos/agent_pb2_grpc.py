@@ -5,6 +5,7 @@ import warnings
 
 from protos import agent_pb2 as protos_dot_agent__pb2
 from protos import common_pb2 as protos_dot_common__pb2
+from protos import netcheck_pb2 as protos_dot_netcheck__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -60,6 +61,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.ImageRemoveRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.ImageRemoveResponse.FromString,
                 _registered_method=True)
+        self.NetDiag = channel.unary_unary(
+                '/berth.v1.Agent/NetDiag',
+                request_serializer=protos_dot_netcheck__pb2.NetDiagRequest.SerializeToString,
+                response_deserializer=protos_dot_netcheck__pb2.NetDiagResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -97,6 +103,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NetDiag(self, request, context):
+        """What this node holds for one network (devices, FDB/ARP entries, routes, DNS), for netcheck.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +137,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ImageRemove,
                     request_deserializer=protos_dot_agent__pb2.ImageRemoveRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.ImageRemoveResponse.SerializeToString,
+            ),
+            'NetDiag': grpc.unary_unary_rpc_method_handler(
+                    servicer.NetDiag,
+                    request_deserializer=protos_dot_netcheck__pb2.NetDiagRequest.FromString,
+                    response_serializer=protos_dot_netcheck__pb2.NetDiagResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +279,33 @@ class Agent:
             '/berth.v1.Agent/ImageRemove',
             protos_dot_agent__pb2.ImageRemoveRequest.SerializeToString,
             protos_dot_agent__pb2.ImageRemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NetDiag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.Agent/NetDiag',
+            protos_dot_netcheck__pb2.NetDiagRequest.SerializeToString,
+            protos_dot_netcheck__pb2.NetDiagResponse.FromString,
             options,
             channel_credentials,
             insecure,

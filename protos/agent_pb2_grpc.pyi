@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from protos import agent_pb2 as _agent_pb2
 from protos import common_pb2 as _common_pb2
+from protos import netcheck_pb2 as _netcheck_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -40,6 +41,8 @@ class AgentStub:
     """Untag references (the controller rolls back a cluster-wide load that a node refused).
     References that are not tagged are ignored; layers stay until pruned.
     """
+    NetDiag: _grpc.UnaryUnaryMultiCallable[_netcheck_pb2.NetDiagRequest, _netcheck_pb2.NetDiagResponse]
+    """What this node holds for one network (devices, FDB/ARP entries, routes, DNS), for netcheck."""
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -52,6 +55,8 @@ class AgentAsyncStub(AgentStub):
     """Untag references (the controller rolls back a cluster-wide load that a node refused).
     References that are not tagged are ignored; layers stay until pruned.
     """
+    NetDiag: _aio.UnaryUnaryMultiCallable[_netcheck_pb2.NetDiagRequest, _netcheck_pb2.NetDiagResponse]  # type: ignore[assignment]
+    """What this node holds for one network (devices, FDB/ARP entries, routes, DNS), for netcheck."""
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -91,5 +96,13 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         """Untag references (the controller rolls back a cluster-wide load that a node refused).
         References that are not tagged are ignored; layers stay until pruned.
         """
+
+    @_abc_1.abstractmethod
+    def NetDiag(
+        self,
+        request: _netcheck_pb2.NetDiagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_netcheck_pb2.NetDiagResponse, _abc.Awaitable[_netcheck_pb2.NetDiagResponse]]:
+        """What this node holds for one network (devices, FDB/ARP entries, routes, DNS), for netcheck."""
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,6 +5,7 @@ import warnings
 
 from protos import common_pb2 as protos_dot_common__pb2
 from protos import controller_pb2 as protos_dot_controller__pb2
+from protos import netcheck_pb2 as protos_dot_netcheck__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -70,6 +71,11 @@ class ControllerStub:
                 request_serializer=protos_dot_controller__pb2.ImagePullRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.ImageChunk.FromString,
                 _registered_method=True)
+        self.NetCheck = channel.unary_unary(
+                '/berth.v1.Controller/NetCheck',
+                request_serializer=protos_dot_netcheck__pb2.NetCheckRequest.SerializeToString,
+                response_deserializer=protos_dot_netcheck__pb2.NetCheckResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -118,6 +124,13 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NetCheck(self, request, context):
+        """The running members of each network and every node's facts about it (clusterctl netcheck).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +168,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ImagePull,
                     request_deserializer=protos_dot_controller__pb2.ImagePullRequest.FromString,
                     response_serializer=protos_dot_common__pb2.ImageChunk.SerializeToString,
+            ),
+            'NetCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.NetCheck,
+                    request_deserializer=protos_dot_netcheck__pb2.NetCheckRequest.FromString,
+                    response_serializer=protos_dot_netcheck__pb2.NetCheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +364,33 @@ class Controller:
             '/berth.v1.Controller/ImagePull',
             protos_dot_controller__pb2.ImagePullRequest.SerializeToString,
             protos_dot_common__pb2.ImageChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NetCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.Controller/NetCheck',
+            protos_dot_netcheck__pb2.NetCheckRequest.SerializeToString,
+            protos_dot_netcheck__pb2.NetCheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from protos import common_pb2 as _common_pb2
 from protos import controller_pb2 as _controller_pb2
+from protos import netcheck_pb2 as _netcheck_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -40,6 +41,8 @@ class ControllerStub:
     ImageLoad: _grpc.StreamUnaryMultiCallable[_common_pb2.ImageChunk, _common_pb2.ImageLoadResponse]
     ImagePull: _grpc.UnaryStreamMultiCallable[_controller_pb2.ImagePullRequest, _common_pb2.ImageChunk]
     """Agents fetch an image archive they lack, by digest."""
+    NetCheck: _grpc.UnaryUnaryMultiCallable[_netcheck_pb2.NetCheckRequest, _netcheck_pb2.NetCheckResponse]
+    """The running members of each network and every node's facts about it (clusterctl netcheck)."""
 
 @_typing.type_check_only
 class ControllerAsyncStub(ControllerStub):
@@ -52,6 +55,8 @@ class ControllerAsyncStub(ControllerStub):
     ImageLoad: _aio.StreamUnaryMultiCallable[_common_pb2.ImageChunk, _common_pb2.ImageLoadResponse]  # type: ignore[assignment]
     ImagePull: _aio.UnaryStreamMultiCallable[_controller_pb2.ImagePullRequest, _common_pb2.ImageChunk]  # type: ignore[assignment]
     """Agents fetch an image archive they lack, by digest."""
+    NetCheck: _aio.UnaryUnaryMultiCallable[_netcheck_pb2.NetCheckRequest, _netcheck_pb2.NetCheckResponse]  # type: ignore[assignment]
+    """The running members of each network and every node's facts about it (clusterctl netcheck)."""
 
 class ControllerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -103,5 +108,13 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_common_pb2.ImageChunk], _abc.AsyncIterator[_common_pb2.ImageChunk]]:
         """Agents fetch an image archive they lack, by digest."""
+
+    @_abc_1.abstractmethod
+    def NetCheck(
+        self,
+        request: _netcheck_pb2.NetCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_netcheck_pb2.NetCheckResponse, _abc.Awaitable[_netcheck_pb2.NetCheckResponse]]:
+        """The running members of each network and every node's facts about it (clusterctl netcheck)."""
 
 def add_ControllerServicer_to_server(servicer: ControllerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
