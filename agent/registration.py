@@ -83,6 +83,7 @@ def _table(msg: Any) -> int:
 def node_record(
     name: str, address: str, agent_addr: str, *, mtu: int = 1500,
     addresses: tuple[HostPrefix, ...] = (), routes: tuple[HostPrefix, ...] = (),
+    bip: str = "", gwbridge: str = "",
 ) -> NodeRecord:
     return NodeRecord(
         name=name,
@@ -94,6 +95,8 @@ def node_record(
         started_at=datetime.now(UTC).isoformat(),
         addresses=addresses,
         routes=routes,
+        bip=bip,
+        gwbridge=gwbridge,
     )
 
 
