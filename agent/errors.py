@@ -8,7 +8,7 @@
 agent.network raises NetworkUnavailable for any netplugins error out of ADD: a macvlan
 parent missing here, a kernel without 802.1q, a netlink failure. What the driver said is
 the message, behind the network's name; the reconciler shows it as the pending reason
-and tries again with backoff, at most ``delay`` seconds apart.
+and tries again with doubling waits up to ``delay`` seconds.
 """
 
 from __future__ import annotations

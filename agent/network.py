@@ -54,7 +54,6 @@ from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container
 from agent.runtime.netmode import parse_network_mode
 from berth import keyspace
-from berth.errors import TemporaryError
 from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
 from netplugins.contract import (
@@ -75,7 +74,7 @@ IMPLICIT_NETWORKS = frozenset({DEFAULT_NETWORK, GATEWAY_NETWORK})
 # Drivers whose endpoints live on one node only: each node has its own bridge and reuses
 # the subnet, so another node's endpoint on the same network name is not a peer.
 NODE_LOCAL_DRIVERS = frozenset({"bridge"})
-# The longest wait between retries of an ADD the driver refused for good.
+# The longest wait between retries of an ADD a driver refused (backoff doubles up to it).
 UNAVAILABLE_RETRY = 30.0
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 HOST_HOSTS = Path("/etc/hosts")
@@ -265,8 +264,9 @@ class NetworkManager(ContainerHooks):
         try:
             await self._add(spec, att, netns)
         except NetpluginError as exc:
-            delay = exc.delay if isinstance(exc, TemporaryError) else UNAVAILABLE_RETRY
-            raise NetworkUnavailable(att.network, str(exc), delay=delay) from exc
+            # Doubling waits up to this: a parent that appears is found within half a
+            # minute, and a node that cannot run it is not asked every second.
+            raise NetworkUnavailable(att.network, str(exc), delay=UNAVAILABLE_RETRY) from exc
 
     async def _add(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
         net = network_spec(att)

@@ -44,8 +44,10 @@ class PendingError(TemporaryError):
     """The container cannot be created on this node yet; the message says why.
 
     The reconciler reports it as the container's pending reason and tries again with
-    backoff, never longer apart than ``delay`` seconds. The agent raises subclasses for
-    its own reasons (a network driver refusing this node, agent.errors).
+    doubling waits, never longer apart than ``delay`` seconds (a joiner's target may
+    start any moment: one second; a driver refusing this node: half a minute). The agent
+    raises subclasses for its own reasons (a network driver refusing this node,
+    agent.errors).
     """
 
 
