@@ -1,8 +1,7 @@
 """network_mode none, host and container:<name> with real runc, conmon and namespaces.
 
-The "node" is a network namespace this test makes (bt-nm-<random>, an eth0 with a lab
-address). The agent runs inside its node's netns; here runc is started inside it through
-a wrapper (``nsenter --net=... runc``), so a host-mode container shares that namespace,
+The "node" is a network namespace the test makes (tests/agentnode.py: an eth0 with a
+lab address, runc started inside it), so a host-mode container shares that namespace,
 never the machine's own. Every container, mount, cgroup and namespace is removed at the
 end, also on failure.
 """
@@ -11,91 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from agent.hooks import ContainerHooks
 from agent.reconcile import Reconciler
-from agent.runtime import cgroups, rootfs
 from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container, Runtime
 from agent.runtime.errors import JoinTargetNotRunning
 from berth import keyspace
-from berth.busybox import build_busybox_image
 from berth.lifecycle import ContainerState as State
 from berth.records import ContainerSpec
-from tests import needs
+from tests.agentnode import NodeNs, sh, sh_in
 from tests.unit.agent.test_reconcile import FakeKV
 
 pytestmark = pytest.mark.integration
 
 NODE = "nm-node"
-
-
-def sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-@dataclass(frozen=True)
-class NodeNs:
-    name: str
-    ip: str
-
-    @property
-    def path(self) -> str:
-        return f"/run/netns/{self.name}"
-
-
-@pytest.fixture
-def node_ns() -> Iterator[NodeNs]:
-    """A simulated host: lo and an eth0 (a veth; this kernel has no dummy module)."""
-    needs.root()
-    node = NodeNs(f"bt-nm-{secrets.token_hex(3)}", f"10.77.{secrets.randbelow(200) + 20}.2")
-    sh("ip", "netns", "add", node.name)
-    try:
-        ns = ("ip", "-n", node.name)
-        sh(*ns, "link", "set", "lo", "up")
-        sh(*ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
-        sh(*ns, "addr", "add", f"{node.ip}/24", "dev", "eth0")
-        sh(*ns, "link", "set", "eth0p", "up")
-        sh(*ns, "link", "set", "eth0", "up")
-        yield node
-    finally:
-        subprocess.run(["ip", "netns", "del", node.name], check=False)
-
-
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_busybox_image(tmp_path_factory.mktemp("image") / "busybox.tar")
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, busybox_tar: Path, node_ns: NodeNs) -> AsyncIterator[Runtime]:
-    runc = needs.tool("runc", "runc")
-    needs.tool("conmon", "conmon")
-    needs.tool("nsenter", "util-linux")
-    wrapper = tmp_path / "runc-in-node"
-    wrapper.write_text(f'#!/bin/sh\nexec nsenter --net={node_ns.path} {runc} "$@"\n')
-    wrapper.chmod(0o700)
-    runtime = Runtime(tmp_path / "state", tmp_path / "runc", f"bt-nm-{uuid.uuid4().hex[:8]}",
-                      runtime_bin=str(wrapper))
-    runtime.images.load(busybox_tar)
-    try:
-        yield runtime
-    finally:
-        for c in await runtime.list():
-            await runtime.delete(c.name)
-        for path in sorted(rootfs.mountpoints(), reverse=True):
-            if path.startswith(str(tmp_path)):
-                await asyncio.to_thread(subprocess.run, ["umount", "-l", path], check=False)
-        cgroups.remove_cgroup(runtime.cgroup_parent)
 
 
 def spec(name: str, mode: str = "", generation: int = 1) -> ContainerSpec:
@@ -108,13 +40,6 @@ async def run(rt: Runtime, s: ContainerSpec) -> Container:
     return await rt.start(s.name)
 
 
-async def sh_in(rt: Runtime, name: str, script: str) -> str:
-    proc = await rt.exec(name, ["sh", "-c", script])
-    out = b"".join([chunk async for stream, chunk in proc if stream == "stdout"])
-    assert await proc == 0, script
-    return out.decode()
-
-
 async def links(rt: Runtime, name: str) -> list[str]:
     text = await sh_in(rt, name, "ls /sys/class/net")
     return sorted(text.split())
@@ -124,7 +49,8 @@ def netns_inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
-async def test_none_has_only_loopback_and_it_is_up(rt: Runtime) -> None:
+async def test_none_has_only_loopback_and_it_is_up(node_rt: Runtime) -> None:
+    rt = node_rt
     await run(rt, spec("quiet-1", "none"))
     assert await links(rt, "quiet-1") == ["lo"]
     assert "127.0.0.1" in await sh_in(rt, "quiet-1", "ip -o -4 addr show lo")
@@ -132,8 +58,9 @@ async def test_none_has_only_loopback_and_it_is_up(rt: Runtime) -> None:
 
 
 async def test_host_shares_the_nodes_netns_with_its_own_hostname(
-    rt: Runtime, node_ns: NodeNs,
+    node_rt: Runtime, node_ns: NodeNs,
 ) -> None:
+    rt = node_rt
     before = socket.gethostname()
     c = await run(rt, spec("top-1", "host"))
     assert await links(rt, "top-1") == ["eth0", "eth0p", "lo"]
@@ -153,7 +80,8 @@ async def give_eth0(c: Container, cidr: str) -> None:
     sh(*enter, "link", "set", "eth0", "up")
 
 
-async def test_container_mode_joins_the_targets_netns_and_files(rt: Runtime) -> None:
+async def test_container_mode_joins_the_targets_netns_and_files(node_rt: Runtime) -> None:
+    rt = node_rt
     target = await run(rt, spec("db-1"))
     await give_eth0(target, "10.88.0.5/24")
     rewrite_file(target.files.hosts, "127.0.0.1\tlocalhost\n10.88.0.5\tdb-1\n")
@@ -168,8 +96,9 @@ async def test_container_mode_joins_the_targets_netns_and_files(rt: Runtime) -> 
 
 
 async def test_container_mode_without_a_running_target_waits_and_leaves_nothing(
-    rt: Runtime,
+    node_rt: Runtime,
 ) -> None:
+    rt = node_rt
     with pytest.raises(JoinTargetNotRunning, match="waiting for container db-1"):
         await rt.create(spec("side-1", "container:db-1"))
     assert [c.name for c in await rt.list()] == []
@@ -196,7 +125,8 @@ async def _until(check: object, what: str) -> None:
     pytest.fail(f"never happened: {what}")
 
 
-async def test_joiner_is_recreated_with_its_target(rt: Runtime) -> None:
+async def test_joiner_is_recreated_with_its_target(node_rt: Runtime) -> None:
+    rt = node_rt
     kv = FakeKV()
 
     async def no_pull(ref: str) -> None:
