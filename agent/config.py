@@ -1,7 +1,9 @@
 """Agent configuration: command-line flags, optionally backed by a JSON file.
 
 The JSON file follows Docker's daemon.json shape for the parts berth honours:
-``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``. It is
+``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``, plus
+``bip`` and ``gwbridge-bip`` (the implicit networks' gateway CIDRs, agent.implicitnets;
+each may also be a flag, and one given both ways is refused, as dockerd does). It is
 validated with a strict pydantic model: an unknown key or a wrong type is one line
 naming the file and the key. Flags both daemons have (etcd and its TLS files, log
 level, metrics) come from berth.daemonflags. Called by agent.main; everything else
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.implicitnets import GatewaySetting, parse_gateway
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 
@@ -42,6 +45,8 @@ class DaemonFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
     default_runtime: str | None = Field(default=None, alias="default-runtime", min_length=1)
     runtimes: dict[str, _Runtime] = Field(default_factory=dict)
+    bip: str | None = Field(default=None, min_length=1)
+    gwbridge_bip: str | None = Field(default=None, alias="gwbridge-bip", min_length=1)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class AgentConfig:
     dns_upstreams: tuple[str, ...] | None = None  # None: the host's resolv.conf
     log_level: str = "INFO"
     metrics_listen: str = ""                      # "": no /metrics
+    # The implicit networks' gateway CIDRs as configured; None: chosen at start
+    # (agent.implicitnets.choose), around the node's own addresses and routes.
+    bip: GatewaySetting | None = None
+    gwbridge_bip: GatewaySetting | None = None
 
     @property
     def advertise(self) -> str:
@@ -89,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         help="where containers' unknown names go: 'host' (this host's resolv.conf), "
         "'none' (fail fast), or a comma-separated list of IPs",
     )
+    p.add_argument("--bip", default=None,
+                   help="the default network's gateway CIDR, e.g. 172.17.0.1/16 "
+                   "(default: the first free one of Docker's pools)")
+    p.add_argument("--gwbridge-bip", default=None,
+                   help="the gateway bridge's (berth-gwbridge) gateway CIDR "
+                   "(default: the next free one)")
     p.add_argument("--config", default=None, type=Path, help="daemon.json-style config file")
     add_common(p, metrics_default=None)
     return p
@@ -107,19 +122,31 @@ def read_daemon_file(path: Path) -> DaemonFile:
         where = ".".join(str(part) for part in error["loc"])
         detail = str(error.get("ctx", {}).get("error", ""))
         problem = {
-            "extra_forbidden": "not supported yet (supported: default-runtime, runtimes)",
+            "extra_forbidden": "not supported yet (supported: default-runtime, runtimes, bip, "
+                               "gwbridge-bip)",
             "model_type": "the agent config must be a JSON object",
             "json_invalid": f"not valid JSON: {detail}",
         }.get(error["type"], error["msg"])
         raise UserError(f"{path}: {where + ': ' if where else ''}{problem}") from exc
 
 
-def _runtime_from_file(path: Path, wanted: str | None) -> str | None:
-    data = read_daemon_file(path)
+def _runtime_from_file(data: DaemonFile, wanted: str | None) -> str | None:
     name = wanted or data.default_runtime
     if name and name in data.runtimes:
         return data.runtimes[name].path
     return name
+
+
+def _gateway(flag: str, flag_value: str | None, key: str, file_value: str | None,
+             path: Path | None) -> GatewaySetting | None:
+    """One implicit network's gateway CIDR, from the flag or the file, never both."""
+    if flag_value is not None and file_value is not None:
+        raise UserError(f"{path}: {key}: also given as {flag}; keep one")
+    if flag_value is not None:
+        return parse_gateway(flag_value, flag)
+    if file_value is not None:
+        return parse_gateway(file_value, f"{path}: {key}")
+    return None
 
 
 def resolve_runtime(name: str) -> str:
@@ -182,8 +209,9 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
     if _ip(ns.underlay_ip) is None:
         raise UserError(f"--underlay-ip {ns.underlay_ip!r}: not an IP address")
     runtime = ns.runtime
+    data = DaemonFile() if ns.config is None else read_daemon_file(ns.config)
     if ns.config is not None:
-        runtime = _runtime_from_file(ns.config, runtime)
+        runtime = _runtime_from_file(data, runtime)
     return AgentConfig(
         node=ns.node,
         listen=_listen(ns.listen, ns.underlay_ip),
@@ -200,4 +228,7 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
         log_level=shared.log_level,
         metrics_listen=(join_host_port(ns.underlay_ip, METRICS_PORT)
                         if shared.metrics_listen is None else shared.metrics_listen),
+        bip=_gateway("--bip", ns.bip, "bip", data.bip, ns.config),
+        gwbridge_bip=_gateway("--gwbridge-bip", ns.gwbridge_bip, "gwbridge-bip",
+                              data.gwbridge_bip, ns.config),
     )

@@ -94,18 +94,25 @@ class EndpointTable:
 
 
 class NetworkPeers:
-    """The PeerSource one NetworkHost sees: its network's slice of the table."""
+    """The PeerSource one NetworkHost sees: its network's slice of the table.
+
+    ``node`` set: a node-local network (bridge), whose host sees only that node's
+    endpoints; the same network name on another node is another network.
+    """
 
     def __init__(
-        self, table: EndpointTable, network: str, on_programmed: Callable[[], None]
+        self, table: EndpointTable, network: str, on_programmed: Callable[[], None],
+        *, node: str | None = None,
     ) -> None:
         self._table = table
         self._network = network
         self._on_programmed = on_programmed
+        self._node = node
         self.programmed_peers: frozenset[Peer] = frozenset()
 
     async def snapshot(self) -> frozenset[Peer]:
-        return frozenset(peer_of(ep) for ep in self._table.on_network(self._network))
+        return frozenset(peer_of(ep) for ep in self._table.on_network(self._network)
+                         if self._node is None or ep.node == self._node)
 
     async def wait_changed(self) -> None:
         event = self._table.event(self._network)

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from agent import config as agent_config
+from agent import implicitnets
 from agent.dns import DnsServer, Records, Upstream
 from agent.imagestream import load_stream
 from agent.network import NetworkManager
@@ -31,6 +32,8 @@ from berth import grpcopts, metrics
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
+from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
+from berth.records import NodeRecord
 from netplugins.contract import HostContext, Underlay
 from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
@@ -118,6 +121,21 @@ def _network(
     )
 
 
+async def _node_record(cfg: agent_config.AgentConfig, underlay: Underlay) -> NodeRecord:
+    """The node as announced: its own prefixes and the implicit networks' gateways."""
+    addresses, routes = await host_prefixes()
+    previous = implicitnets.load_previous(cfg.state_dir)
+    addresses = implicitnets.without_own(addresses, previous)
+    routes = implicitnets.without_own(routes, previous)
+    record = node_record(cfg.node, cfg.underlay_ip, cfg.advertise, mtu=underlay.mtu,
+                         addresses=addresses, routes=routes)
+    nets = implicitnets.choose(cfg.bip, cfg.gwbridge_bip, record.overlap)
+    implicitnets.save(cfg.state_dir, nets)
+    log.info("default network %s: %s; gateway bridge %s: %s",
+             DEFAULT_NETWORK, nets.bip, GATEWAY_NETWORK, nets.gwbridge)
+    return record.model_copy(update={"bip": nets.bip, "gwbridge": nets.gwbridge})
+
+
 async def run(cfg: agent_config.AgentConfig) -> None:
     # Root-only, also for an existing install: the state dir holds image layers (setuid
     # binaries included) and container roots, which no host user may reach.
@@ -130,13 +148,12 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     )
     etcd = cfg.etcd.client()
     underlay = await _underlay(cfg)
+    # Before anything listens: a --bip on the node's own LAN ends the start here.
+    record = await _node_record(cfg, underlay)
     metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     async with etcd:
         network = _network(cfg, etcd, underlay)
         server = await _serve(cfg, runtime, network)
-        addresses, routes = await host_prefixes()
-        record = node_record(cfg.node, cfg.underlay_ip, cfg.advertise, mtu=underlay.mtu,
-                             addresses=addresses, routes=routes)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
         reconciler = Reconciler(

@@ -1,10 +1,11 @@
 """Where the agent keeps what each ADD did, so CHECK and DEL get it back.
 
 One JSON file per container and network under <state>/netresults/, written
-atomically. Besides the driver's AttachResult it keeps the NetConf and ifname that
-ADD used: like CNI's DEL, tearing down then needs nothing else, not even the
-network's spec (which may be gone by then: a deleted service, a restarted agent).
-Files written before the NetConf was kept hold a bare AttachResult; they still load.
+atomically. Besides the driver's AttachResult it keeps the NetConf and the Attachment
+that ADD used (its published ports and default route included): like CNI's DEL,
+tearing down then needs nothing else, not even the network's spec (which may be gone
+by then: a deleted service, a restarted agent). Files written before the NetConf was
+kept hold a bare AttachResult, and older ones only the ifname; they still load.
 Owned by agent.network.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pydantic
 
-from netplugins.contract import AttachResult, NetConf
+from netplugins.contract import Attachment, AttachResult, NetConf
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Stored:
     result: AttachResult
     net: NetConf | None = None      # None: an old file that held only the result
     ifname: str = ""
+    attachment: Attachment | None = None   # None: written before it was kept
 
 
 _STORED = pydantic.TypeAdapter(Stored)
@@ -57,11 +59,11 @@ class ResultStore:
         return stored.result if stored else None
 
     def store(self, container: str, network: str, result: AttachResult, net: NetConf,
-              ifname: str) -> None:
+              att: Attachment) -> None:
         path = self._path(container, network)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(_STORED.dump_json(Stored(result, net, ifname)))
+        tmp.write_bytes(_STORED.dump_json(Stored(result, net, att.ifname, att)))
         tmp.replace(path)
 
     def remove(self, container: str, network: str) -> None:

@@ -13,6 +13,24 @@ stop resolving the name before the interface disappears.
 All work on one network (host object start and stop, ADD, CHECK, DEL) runs under
 that network's lock: two containers joining a new network at once must share one
 host object, and a teardown must not race a container joining.
+
+Decisions are the controller's (docs/networks-design.md); this module carries them
+out. Each driver gets its NetConf from the attachment alone (``internal``, ``options``
+and ``mtu`` are copied in), and the published ports ride on the one ``default_route``
+attachment. What ADD used is stored (agent.netresults), so DEL works without a spec.
+
+DNS by name, as Docker has it:
+- The implicit networks (``bridge``, ``berth-gwbridge``) have none: their endpoints are
+  not published, and a container with nothing else gets the node's resolvers in its
+  resolv.conf instead of 127.0.0.11 (docker0's behaviour).
+- On a node-local (bridge-driver) network, names resolve between containers of that
+  network on the same node only: a host object there is given only this node's
+  endpoints, and other nodes' names are never served.
+
+network_mode: ``none`` gets no attachments, ``host`` the node's own /etc/hosts and
+resolv.conf, ``container:X`` nothing at all (it shares X's netns, files and resolver).
+A driver error out of ADD leaves the container pending with the driver's words
+(NetworkUnavailable) and the reconciler retries with backoff.
 """
 
 from __future__ import annotations
@@ -21,31 +39,63 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent.dns import DnsServer, InvalidRecord, Records, hosts_file, resolv_conf
+from agent.dns.files import upstream_resolv_conf
 from agent.endpoints import EndpointTable, NetworkPeers, peer_of
+from agent.errors import NetworkUnavailable
 from agent.hooks import ContainerHooks
 from agent.netresults import ResultStore, Stored
 from agent.ownership import delete_own
 from agent.ports import KeyValue
 from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container
+from agent.runtime.netmode import parse_network_mode
 from berth import keyspace
+from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
 from berth.records import ContainerSpec, Endpoint, NetworkAttachment
-from netplugins.contract import Attachment, ContainerId, HostContext, NetConf, NetworkHost
-from netplugins.errors import CheckFailedError
+from netplugins.contract import (
+    Attachment,
+    ContainerId,
+    HostContext,
+    NetConf,
+    NetworkHost,
+    PortMap,
+)
+from netplugins.errors import CheckFailedError, NetpluginError
 from netplugins.registry import DRIVERS, DriverEntry, lookup
 
 log = logging.getLogger(__name__)
+
+# Networks without DNS by name (Docker's docker0 and docker_gwbridge).
+IMPLICIT_NETWORKS = frozenset({DEFAULT_NETWORK, GATEWAY_NETWORK})
+# Drivers whose endpoints live on one node only: each node has its own bridge and reuses
+# the subnet, so another node's endpoint on the same network name is not a peer.
+NODE_LOCAL_DRIVERS = frozenset({"bridge"})
+# The longest wait between retries of an ADD a driver refused (backoff doubles up to it).
+UNAVAILABLE_RETRY = 30.0
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+HOST_HOSTS = Path("/etc/hosts")
 
 
 def network_spec(att: NetworkAttachment) -> NetConf:
     subnet = ipaddress.ip_interface(f"{att.ip}/{att.prefixlen}").network
     return NetConf(
-        name=att.network, driver=att.driver, subnet=str(subnet), gateway=att.gateway, vni=att.vni
-    )
+        name=att.network, driver=att.driver, subnet=str(subnet), gateway=att.gateway,
+        vni=att.vni, mtu=att.mtu, options=dict(att.options), internal=att.internal,
+    )  # fmt: skip
+
+
+def dns_scope(spec: ContainerSpec) -> frozenset[str]:
+    """The networks whose names the container resolves: all but the implicit ones."""
+    return frozenset(a.network for a in spec.networks) - IMPLICIT_NETWORKS
+
+
+def port_maps(spec: ContainerSpec) -> tuple[PortMap, ...]:
+    return tuple(PortMap(host_port=p.host_port, container_port=p.container_port,
+                         protocol=p.protocol, host_ip=p.host_ip) for p in spec.ports)
 
 
 def ifnames(spec: ContainerSpec) -> dict[str, str]:
@@ -57,12 +107,16 @@ def attachment(spec: ContainerSpec, att: NetworkAttachment, netns: str) -> Attac
     return Attachment(
         container_id=ContainerId(spec.name), container_name=spec.name, netns=netns,
         ip=att.ip, prefixlen=att.prefixlen, mac=att.mac, ifname=ifnames(spec)[att.network],
-        gateway=att.gateway, aliases=att.aliases,
+        gateway=att.gateway, aliases=att.aliases, default_route=att.default_route,
+        # Published ports go to the default-route attachment only (the controller's rule).
+        ports=port_maps(spec) if att.default_route else (),
     )  # fmt: skip
 
 
 def stored_attachment(name: str, stored: Stored) -> Attachment:
-    """The attachment ADD made, rebuilt from its stored result (for DEL without a spec)."""
+    """The attachment ADD made, from what it stored (for DEL without a spec)."""
+    if stored.attachment is not None:
+        return replace(stored.attachment, netns="")
     ip, prefixlen = "", 0
     if stored.result.ips:
         iface = ipaddress.ip_interface(stored.result.ips[0].address)
@@ -90,7 +144,12 @@ class NetworkManager(ContainerHooks):
     dns: DnsServer
     records: Records = field(default_factory=Records)
     drivers: Mapping[str, DriverEntry] = field(default_factory=lambda: DRIVERS)
+    # The host's files a host-mode container gets, and whose search/options lines a
+    # container without embedded DNS keeps (tests point these elsewhere).
+    host_resolv_conf: Path = HOST_RESOLV_CONF
+    host_hosts: Path = HOST_HOSTS
     _hosts: dict[str, _HostRun] = field(default_factory=dict)
+    _node_local: set[str] = field(default_factory=set)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _published: dict[tuple[str, str], tuple[Endpoint, int]] = field(default_factory=dict)
     _checked: set[str] = field(default_factory=set)
@@ -122,8 +181,14 @@ class NetworkManager(ContainerHooks):
         """Local names at once; remote names once their peer entries are programmed."""
         visible = []
         for ep in self.table.all():
+            if ep.network in IMPLICIT_NETWORKS:
+                continue        # no DNS by name there, whoever published it
+            if ep.node == self.node:
+                visible.append(ep)
+                continue
             run = self._hosts.get(ep.network)
-            if ep.node == self.node or (run and peer_of(ep) in run.peers.programmed_peers):
+            if (ep.network not in self._node_local and run
+                    and peer_of(ep) in run.peers.programmed_peers):
                 visible.append(ep)
         try:
             self.records.replace_all(visible)
@@ -134,6 +199,8 @@ class NetworkManager(ContainerHooks):
     # -- per-network host objects (call with the network's lock held) -----------
 
     async def _ensure_host(self, net: NetConf) -> None:
+        if net.driver in NODE_LOCAL_DRIVERS:
+            self._node_local.add(net.name)
         if net.name in self._hosts:
             return
         entry = self._entry(net.driver)
@@ -141,7 +208,8 @@ class NetworkManager(ContainerHooks):
             return
         host = entry.make_host(net, self.ctx)
         await host.ensure()
-        peers = NetworkPeers(self.table, net.name, self.refresh_dns)
+        local_only = self.node if net.name in self._node_local else None
+        peers = NetworkPeers(self.table, net.name, self.refresh_dns, node=local_only)
         task = asyncio.create_task(host.run(peers), name=f"net-{net.name}")
         self._hosts[net.name] = _HostRun(host, peers, task)
 
@@ -151,6 +219,7 @@ class NetworkManager(ContainerHooks):
         if any(net == network for net, _ in self._published):
             return
         run = self._hosts.pop(network)
+        self._node_local.discard(network)
         run.task.cancel()
         await asyncio.gather(run.task, return_exceptions=True)
         await run.host.teardown()
@@ -159,16 +228,45 @@ class NetworkManager(ContainerHooks):
     # -- hooks ------------------------------------------------------------------
 
     async def before_start(self, spec: ContainerSpec, container: Container) -> None:
+        mode = parse_network_mode(spec)
+        if mode.kind == "container":
+            return      # X's netns, /etc files and resolver are shared (agent.runtime)
+        if mode.kind == "host":
+            self._write_host_files(container)
+            self._checked.add(spec.name)
+            return
         netns = f"/proc/{container.pid}/ns/net"
         for att in spec.networks:
             async with self._lock(att.network):
-                await self._add(spec, att, netns)
+                await self._add_or_pending(spec, att, netns)
         ips = [a.ip for a in spec.networks if a.ip]
         rewrite_file(container.files.hosts, hosts_file(spec.name, ips))
-        if spec.networks:
+        scope = dns_scope(spec)
+        if scope:
             rewrite_file(container.files.resolv_conf, resolv_conf())
-            await self.dns.attach(spec.name, netns, {a.network for a in spec.networks})
+            await self.dns.attach(spec.name, netns, scope)
+        else:
+            rewrite_file(container.files.resolv_conf,
+                         upstream_resolv_conf(self.dns.upstreams, _read(self.host_resolv_conf)))
         self._checked.add(spec.name)
+
+    def _write_host_files(self, container: Container) -> None:
+        """``network_mode: host``: the node's own /etc/hosts and resolv.conf, as Docker."""
+        for src, dst in ((self.host_hosts, container.files.hosts),
+                         (self.host_resolv_conf, container.files.resolv_conf)):
+            text = _read(src)
+            if text:
+                rewrite_file(dst, text)
+
+    async def _add_or_pending(self, spec: ContainerSpec, att: NetworkAttachment,
+                              netns: str) -> None:
+        """ADD; whatever the driver refuses means "not on this node, not now"."""
+        try:
+            await self._add(spec, att, netns)
+        except NetpluginError as exc:
+            # Doubling waits up to this: a parent that appears is found within half a
+            # minute, and a node that cannot run it is not asked every second.
+            raise NetworkUnavailable(att.network, str(exc), delay=UNAVAILABLE_RETRY) from exc
 
     async def _add(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
         net = network_spec(att)
@@ -176,7 +274,7 @@ class NetworkManager(ContainerHooks):
         driver = self._entry(net.driver).make_driver(self.ctx)
         added = attachment(spec, att, netns)
         result = await driver.add(added, net)
-        self.results.store(spec.name, att.network, result, net, added.ifname)
+        self.results.store(spec.name, att.network, result, net, added)
 
     async def ensure_running(self, spec: ContainerSpec, container: Container) -> None:
         """Every pass for a running container: check once per agent life, publish, DNS."""
@@ -185,11 +283,13 @@ class NetworkManager(ContainerHooks):
             for att in spec.networks:
                 async with self._lock(att.network):
                     await self._verify(spec, att, netns)
-            if spec.networks:
-                await self.dns.attach(spec.name, netns, {a.network for a in spec.networks})
+            scope = dns_scope(spec)
+            if scope:
+                await self.dns.attach(spec.name, netns, scope)
             self._checked.add(spec.name)
         for att in spec.networks:
-            await self._publish(spec, att)
+            if att.network not in IMPLICIT_NETWORKS:
+                await self._publish(spec, att)
 
     async def _verify(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
         net = network_spec(att)
@@ -263,6 +363,14 @@ class NetworkManager(ContainerHooks):
         driver = self._entry(net.driver).make_driver(self.ctx)
         await driver.delete(target, net, stored.result if stored else None)
         self.results.remove(name, network)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return ""
 
 
 def _valid(ep: Endpoint) -> bool:

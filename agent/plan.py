@@ -3,6 +3,11 @@
 The reconciler calls ``plan`` on every pass with fresh facts and carries out the
 actions it returns; nothing here touches etcd or the kernel, so the table of
 cases is unit-tested directly.
+
+A ``network_mode: container:X`` joiner lives in the netns of the X init it joined. When
+X gets a new init (recreated, restarted) or stops, that netns is dead or going, so the
+joiner is recreated with it (Kubernetes does the same for a pod's containers); while X
+is not running its create waits (a PendingError from the runtime).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agent.runtime.netmode import InitId, JoinedNetns
 from berth.lifecycle import ContainerState
 from berth.records import ContainerSpec
 
@@ -30,6 +36,8 @@ class Actual:
     state: ContainerState      # as the runtime derived it (berth.lifecycle)
     spec: ContainerSpec | None
     started: bool = True       # False: create never completed (agent died inside it)
+    joined: JoinedNetns | None = None   # container:X: the X init whose netns it joined
+    target: InitId | None = None        # X's running init now; None: X is not running
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,13 @@ class Action:
     spec: ContainerSpec | None
 
 
+def stale_join(have: Actual) -> bool:
+    """A joiner whose target no longer runs the init it joined."""
+    return have.joined is not None and have.joined.init != have.target
+
+
 def _needs_recreate(want: ContainerSpec, have: Actual) -> bool:
-    if have.spec is None or have.spec != want:
+    if have.spec is None or have.spec != want or stale_join(have):
         return True
     # "created" outside an agent pass, or "exited" without ever starting, means an
     # agent died between create and start: its network may be half-made, so start

@@ -12,6 +12,11 @@ invalid (a UserError such as a bad image reference or user), is reported in its 
 as ``invalid`` with the reason, logged once, and not retried until the assignment
 changes. A container already on the host under an unparseable assignment is left as it
 is: a corrupt record must not kill a running container.
+
+Pending: a container this node cannot create yet (a PendingError: a ``container:X``
+target not running here, a network driver refusing this node) is reported as
+``pending`` with the reason and tried again with backoff, at most the error's own
+``delay`` apart, so a joiner follows its target within a pass or two.
 """
 
 from __future__ import annotations
@@ -26,10 +31,17 @@ from pydantic import ValidationError
 
 from agent.hooks import ContainerHooks
 from agent.ownership import delete_own, written_by
-from agent.plan import Action, Actual, Step, plan
+from agent.plan import Action, Actual, Step, plan, stale_join
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
-from agent.runtime.errors import ContainerNotFound, ImageNotFound, InvalidTransition
+from agent.runtime.errors import (
+    ContainerNotFound,
+    ImageNotFound,
+    InvalidTransition,
+    PendingError,
+    SpecError,
+)
+from agent.runtime.netmode import InitId
 from berth import keyspace, metrics
 from berth.aio import woken
 from berth.errors import UserError
@@ -52,6 +64,7 @@ class _Backoff:
     delays: Backoff = field(default_factory=lambda: Backoff(FIRST_RETRY, MAX_BACKOFF))
     not_before: float = 0.0
     error: str = ""
+    pending: bool = False      # waiting on something outside it, not broken
 
 
 @dataclass
@@ -158,12 +171,20 @@ class Reconciler:
             have = await self.runtime.state(name)
         except ContainerNotFound:
             have = None
-        actual = {name: Actual(name, have.state, have.spec, bool(have.started_at))} if have else {}
+        actual = {name: await self._actual(have)} if have else {}
         for action in plan({name: want} if want else {}, actual):
+            if action.step is Step.RECREATE and have and have.joined and stale_join(actual[name]):
+                log.info("container %s: container %s no longer runs the init whose netns "
+                         "it joined; recreating it", name, have.joined.container)
             try:
                 await self._act(action, have.spec if have else None)
             except asyncio.CancelledError:
                 raise
+            except PendingError as exc:
+                if action.spec is None:
+                    raise
+                self._note_failure(name, exc, pending=True)
+                await self._write_status(self._failed_status(action.spec))
             except UserError as exc:
                 if action.spec is None:
                     raise
@@ -177,6 +198,19 @@ class Reconciler:
                 if action.spec is not None:
                     self._note_failure(name, exc)
                     await self._write_status(self._failed_status(action.spec))
+
+    async def _actual(self, have: Container) -> Actual:
+        target = None
+        if have.joined is not None:
+            target = await self._running_init(have.joined.container)
+        return Actual(have.name, have.state, have.spec, bool(have.started_at),
+                      joined=have.joined, target=target)
+
+    async def _running_init(self, name: str) -> InitId | None:
+        try:
+            return (await self.runtime.state(name)).init
+        except (ContainerNotFound, SpecError):
+            return None
 
     async def _act(self, action: Action, have: ContainerSpec | None) -> None:
         if action.step is Step.DELETE:
@@ -241,17 +275,23 @@ class Reconciler:
         b = self._backoff.get(name)
         return b is None or time.monotonic() >= b.not_before
 
-    def _note_failure(self, name: str, exc: Exception) -> None:
+    def _note_failure(self, name: str, exc: Exception, *, pending: bool = False) -> None:
         b = self._backoff.setdefault(name, _Backoff())
-        b.not_before = time.monotonic() + b.delays.failed()
+        wait = b.delays.failed()
+        if pending and isinstance(exc, PendingError):
+            wait = min(wait, max(FIRST_RETRY, exc.delay))
+            if b.error != str(exc):
+                log.info("container %s: pending: %s", name, exc)
+        b.not_before = time.monotonic() + wait
         b.error = str(exc) or type(exc).__name__
+        b.pending = pending
 
     def _failed_status(self, spec: ContainerSpec) -> ContainerStatus:
         b = self._backoff.get(spec.name, _Backoff())
         return ContainerStatus(
             name=spec.name,
             node=self.node,
-            state="failed",
+            state="pending" if b.pending else "failed",
             error=b.error,
             generation=spec.generation,
         )

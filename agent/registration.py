@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 
 # The overlay's bridge "bo-<vni>" and VXLAN "vx-<vni>" (netplugins/overlay/devices.py) and
 # its host veths "vo<11 hex>" (netplugins/overlay/driver.py). A unit test pins them together.
-BERTH_DEVICE = re.compile(r"(bo|vx)-[0-9]{1,8}|vo[0-9a-f]{11}")
+# The bridge driver's bridges "berth0" (the default network) and "bb-<10 hex>", and its
+# host veths "v<14 hex>" (netplugins/bridge/config.py).
+BERTH_DEVICE = re.compile(r"(bo|vx)-[0-9]{1,8}|vo[0-9a-f]{11}|berth0|bb-[0-9a-f]{10}"
+                          r"|v[0-9a-f]{14}")
 IFF_LOOPBACK = 0x8
 MAIN_TABLE = 254
 
@@ -83,6 +86,7 @@ def _table(msg: Any) -> int:
 def node_record(
     name: str, address: str, agent_addr: str, *, mtu: int = 1500,
     addresses: tuple[HostPrefix, ...] = (), routes: tuple[HostPrefix, ...] = (),
+    bip: str = "", gwbridge: str = "",
 ) -> NodeRecord:
     return NodeRecord(
         name=name,
@@ -94,6 +98,8 @@ def node_record(
         started_at=datetime.now(UTC).isoformat(),
         addresses=addresses,
         routes=routes,
+        bip=bip,
+        gwbridge=gwbridge,
     )
 
 

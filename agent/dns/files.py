@@ -1,8 +1,10 @@
-"""The /etc/resolv.conf and /etc/hosts a container on a user-defined network gets.
+"""The /etc/resolv.conf and /etc/hosts a container gets.
 
-The runtime (bundle builder) calls these when it writes a container's
-resolv.conf and hosts files; the resolver they point at is server.py's
-127.0.0.11. Both return file content and do no I/O.
+agent.network calls these when it writes a container's resolv.conf and hosts files:
+``resolv_conf`` for a container on a user-defined network (the resolver it points at is
+server.py's 127.0.0.11), ``upstream_resolv_conf`` for one without names to resolve (only
+the default network ``bridge``, or ``none``), which gets the host's resolvers as Docker
+gives a docker0 container. All return file content and do no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 
 from agent.dns.errors import InvalidRecord
 from agent.dns.server import RESOLVER_IP
+from agent.dns.upstream import Upstream
 
 # RFC 1123 host names, plus '_' which Docker container names may contain.
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
@@ -44,6 +47,28 @@ def resolv_conf(search: Iterable[str] = (), options: Iterable[str] = ("ndots:0",
         lines.append("search " + " ".join(domains))
     if opts:
         lines.append("options " + " ".join(opts))
+    return "\n".join(lines) + "\n"
+
+
+def upstream_resolv_conf(upstreams: Iterable[Upstream], host_text: str = "") -> str:
+    """The resolvers the agent forwards to (the host's, loopback dropped, unless the
+    operator named others), with the host's ``search`` and ``options`` lines.
+
+    No upstream at all (the lab's ``--dns-upstreams none``) gives a file without
+    nameservers: lookups fail at once instead of waiting on an address nobody serves.
+    """
+    lines = ["# berth: the node's resolvers (no embedded DNS on this network)"]
+    lines += [f"nameserver {_checked_ip(u.ip)}" for u in upstreams if u.port == 53]
+    for line in host_text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] not in ("search", "options"):
+            continue
+        # The host's file is copied, not trusted: whatever does not parse is left out.
+        kept = [f for f in fields[1:]
+                if (_HOSTNAME.fullmatch(f) and ".." not in f if fields[0] == "search"
+                    else _OPTION.fullmatch(f))]
+        if kept:
+            lines.append(f"{fields[0]} {' '.join(kept)}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,9 @@ create. Design notes:
 - /etc/hosts, /etc/hostname and /etc/resolv.conf are files in the container dir,
   bind-mounted. Rewrite them IN PLACE (``rewrite_file``), never by rename: a
   bind mount pins the inode, so a renamed-over file would be invisible inside.
+- The network namespace follows the container's network mode (netmode.Sandbox): a new
+  one, none at all (``host``: the namespace runc runs in), or the ``path`` of another
+  container's. The UTS namespace is always the container's own; only its hostname varies.
 - cgroupsPath is absolute (``/<parent>/<name>``): runc's cgroupfs driver reads a
   relative path as relative to runc's own cgroup, which differs per caller.
 """
@@ -28,6 +31,7 @@ from typing import Any
 
 from agent.runtime.errors import SpecError
 from agent.runtime.images import Image
+from agent.runtime.netmode import Sandbox
 from agent.runtime.seccomp import default_profile
 from berth.records import ContainerSpec
 
@@ -183,9 +187,24 @@ def _ensure_cwd(rootfs: Path, cwd: str) -> None:
         target.mkdir(parents=True)
 
 
+def namespaces(sandbox: Sandbox) -> list[dict[str, str]]:
+    """The OCI namespaces: always new pid/mount/uts/ipc; the network one per the sandbox."""
+    found = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
+    if sandbox.netns == "new":
+        found.append({"type": "network"})
+    elif sandbox.netns == "path":
+        found.append({"type": "network", "path": sandbox.netns_path})
+    return found
+
+
 def build_config(spec: ContainerSpec, image: Image, rootfs: Path, files: ContainerFiles,
-                 cgroup_parent: str) -> dict[str, Any]:
-    """The complete OCI config for ``spec`` running ``image`` on the mounted ``rootfs``."""
+                 cgroup_parent: str, sandbox: Sandbox | None = None) -> dict[str, Any]:
+    """The complete OCI config for ``spec`` running ``image`` on the mounted ``rootfs``.
+
+    ``files`` are bind-mounted as /etc/hosts, /etc/hostname and /etc/resolv.conf (a
+    joiner's are its target's); ``sandbox`` defaults to a new netns named after ``spec``.
+    """
+    sandbox = sandbox or Sandbox("new", spec.name)
     cwd = posixpath.normpath(spec.workdir or image.workdir or "/")
     if not cwd.startswith("/"):
         raise SpecError(f"{spec.name}: working directory {cwd!r} is not absolute")
@@ -203,18 +222,18 @@ def build_config(spec: ContainerSpec, image: Image, rootfs: Path, files: Contain
             "terminal": False,
             "user": {"uid": uid, "gid": gid},
             "args": resolve_args(spec, image),
-            "env": merge_env(image.env, spec.env, spec.name),
+            "env": merge_env(image.env, spec.env, sandbox.hostname),
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": False,
         },
         "root": {"path": str(rootfs), "readonly": False},
-        "hostname": spec.name,
+        "hostname": sandbox.hostname,
         "mounts": [*DEFAULT_MOUNTS, *binds],
         "linux": {
             "cgroupsPath": "/" + "/".join(p for p in (cgroup_parent.strip("/"), spec.name) if p),
             "resources": {"devices": list(DEVICE_RULES)},
-            "namespaces": [{"type": t} for t in ("pid", "mount", "uts", "ipc", "network")],
+            "namespaces": namespaces(sandbox),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
             "seccomp": default_profile(),

@@ -15,7 +15,10 @@ reconcile loop and gRPC servicer. Design notes:
 
 Per container, ``<state_dir>/containers/<name>/`` is the OCI bundle (config.json,
 rootfs/) and holds the overlay upper/work dirs, hosts/hostname/resolv.conf, the
-conmon log (rotated by logrotate.py), pid and exit files, and state.json.
+conmon log (rotated by logrotate.py), pid and exit files, and state.json. A container
+with ``network_mode: container:X`` bind-mounts X's hosts/hostname/resolv.conf instead
+and runs in X's netns (netmode.py); create refuses it (JoinTargetNotRunning, a
+PendingError) while X is not running here.
 """
 
 from __future__ import annotations
@@ -35,12 +38,19 @@ from pathlib import Path
 
 from agent.runtime import cgroups, logrotate, rootfs
 from agent.runtime.bundle import ContainerFiles, build_config, write_bundle, write_container_files
-from agent.runtime.errors import ContainerExists, ContainerNotFound, OCIRuntimeError, SpecError
+from agent.runtime.errors import (
+    ContainerExists,
+    ContainerNotFound,
+    JoinTargetNotRunning,
+    OCIRuntimeError,
+    SpecError,
+)
 from agent.runtime.execs import ExecProcess
 from agent.runtime.images import ImageStore
 from agent.runtime.layerstore import ensure_private_dir
 from agent.runtime.logs import LogEntry, read_logs
 from agent.runtime.monitor import Monitor, MonitorPaths
+from agent.runtime.netmode import InitId, JoinedNetns, Sandbox, parse_network_mode
 from agent.runtime.process import wait_pid
 from agent.runtime.state import (
     Facts,
@@ -88,6 +98,8 @@ class Container:
     netns: str | None         # /proc/<pid>/ns/net while the init process lives
     spec: ContainerSpec
     image_id: str
+    init: InitId | None = None          # the live init (pid, start time); None once it exited
+    joined: JoinedNetns | None = None   # network_mode container:X: X's init it joined
 
 
 class Runtime:
@@ -156,6 +168,7 @@ class Runtime:
             if read_record(cdir) is not None:
                 raise ContainerExists(f"container {spec.name} already exists")
             image = self.images.resolve(spec.image)
+            sandbox, shared, joined = self._sandbox(spec)
             if (self.runtime_root / spec.name).exists():
                 # Leftover of a state dir wiped under a live runtime root; it is ours.
                 await self._runtime("delete", "--force", spec.name, check=False)
@@ -164,13 +177,17 @@ class Runtime:
                 undo.callback(shutil.rmtree, cdir, ignore_errors=True)
                 record = Record(spec=spec, image_id=image.id,
                                 runtime=self.monitor.runtime_path, created_at=now_rfc3339())
+                if joined is not None:
+                    record = record.with_(joined=joined.container, joined_pid=joined.init.pid,
+                                          joined_start=joined.init.start)
                 commit(cdir, record, None, ContainerState.CREATED)
                 undo.push_async_callback(asyncio.to_thread, cgroups.remove_cgroup,
                                          self.cgroup_path(spec.name))
                 undo.push_async_callback(asyncio.to_thread, rootfs.remove_rootfs, cdir)
                 root = await asyncio.to_thread(rootfs.mount_rootfs, cdir, image.layers)
-                files = write_container_files(cdir, spec.name)
-                write_bundle(cdir, build_config(spec, image, root, files, self.cgroup_parent))
+                files = write_container_files(cdir, sandbox.hostname)
+                write_bundle(cdir, build_config(spec, image, root, shared or files,
+                                                self.cgroup_parent, sandbox))
                 undo.push_async_callback(self._runtime, "delete", "--force", spec.name,
                                          check=False)
                 paths = MonitorPaths(cdir)
@@ -182,6 +199,30 @@ class Runtime:
                 ), ContainerState.CREATED, ContainerState.CREATED)
                 undo.pop_all()
         return await self.state(spec.name)
+
+    def _sandbox(self, spec: ContainerSpec) -> tuple[Sandbox, ContainerFiles | None,
+                                                      JoinedNetns | None]:
+        """The netns and hostname ``spec``'s network mode asks for; for ``container:X``
+        also X's /etc files (shared, as Docker does) and X's init, which it joins."""
+        mode = parse_network_mode(spec)
+        if mode.kind == "host":
+            return Sandbox("host", spec.node or spec.name), None, None
+        if mode.kind != "container":
+            return Sandbox("new", spec.name), None, None
+        tdir = self._dir(mode.target)
+        target = read_record(tdir)
+        if (target is None or not target.started_at
+                or not pid_alive(target.pid, target.pid_start)):
+            raise JoinTargetNotRunning(
+                f"network_mode container:{mode.target}: waiting for container "
+                f"{mode.target} to run on this node")
+        try:
+            hostname = (tdir / "hostname").read_text().strip() or mode.target
+        except OSError:
+            hostname = mode.target
+        sandbox = Sandbox("path", hostname, f"/proc/{target.pid}/ns/net")
+        joined = JoinedNetns(mode.target, InitId(target.pid, target.pid_start))
+        return sandbox, _files(tdir), joined
 
     async def start(self, name: str) -> Container:
         async with self._lock(name):
@@ -275,13 +316,16 @@ class Runtime:
             exit_file = MonitorPaths(cdir).exit_dir / name
             finished = rfc3339(datetime.fromtimestamp(exit_file.stat().st_mtime, UTC))
         alive = facts.init_alive
+        joined = None
+        if record.joined:
+            joined = JoinedNetns(record.joined, InitId(record.joined_pid, record.joined_start))
         return Container(
             name=name, state=derived.state, pid=record.pid if alive else 0,
             exit_code=derived.exit_code, started_at=record.started_at, finished_at=finished,
-            error=derived.error, bundle=cdir,
-            files=ContainerFiles(cdir / "hosts", cdir / "hostname", cdir / "resolv.conf"),
+            error=derived.error, bundle=cdir, files=_files(cdir),
             netns=f"/proc/{record.pid}/ns/net" if alive else None,
             spec=record.spec, image_id=record.image_id,
+            init=InitId(record.pid, record.pid_start) if alive else None, joined=joined,
         )
 
     async def _facts(self, name: str, record: Record) -> Facts:
@@ -371,6 +415,10 @@ class Runtime:
             exited=lambda: not pid_alive(record.pid, record.pid_start),
         ):
             yield entry
+
+
+def _files(cdir: Path) -> ContainerFiles:
+    return ContainerFiles(cdir / "hosts", cdir / "hostname", cdir / "resolv.conf")
 
 
 def _monitor_of(cdir: Path, record: Record | None) -> tuple[int, int]:

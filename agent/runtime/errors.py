@@ -6,7 +6,12 @@ berth base class they derive from::
     berth.errors.BerthError
     ├── UserError
     │   ├── InvalidReference      an image name that cannot be parsed
-    │   └── SpecError             spec + image leave nothing to run, or a bad user
+    │   └── SpecError             spec + image leave nothing to run, a bad user,
+    │                             or a network_mode that cannot be carried out
+    ├── TemporaryError
+    │   └── PendingError          the container cannot be created on this node yet: its
+    │       │                     status is pending with this reason; retried with backoff
+    │       └── JoinTargetNotRunning  network_mode container:X and X is not running here
     └── PermanentError
         └── RuntimeFailure     base of everything below
             ├── ImageNotFound      ref is not in the ImageStore
@@ -24,7 +29,7 @@ from __future__ import annotations
 import grpc
 
 from berth import lifecycle
-from berth.errors import NotFoundError, PermanentError, UserError
+from berth.errors import NotFoundError, PermanentError, TemporaryError, UserError
 
 
 class InvalidReference(UserError):
@@ -33,6 +38,21 @@ class InvalidReference(UserError):
 
 class SpecError(UserError):
     """The container spec cannot be turned into a runnable OCI config."""
+
+
+class PendingError(TemporaryError):
+    """The container cannot be created on this node yet; the message says why.
+
+    The reconciler reports it as the container's pending reason and tries again with
+    doubling waits, never longer apart than ``delay`` seconds (a joiner's target may
+    start any moment: one second; a driver refusing this node: half a minute). The agent
+    raises subclasses for its own reasons (a network driver refusing this node,
+    agent.errors).
+    """
+
+
+class JoinTargetNotRunning(PendingError):
+    """``network_mode: container:X`` and X is not running on this node (yet)."""
 
 
 class RuntimeFailure(PermanentError):

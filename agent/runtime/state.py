@@ -152,6 +152,10 @@ class Record:
     conmon_pid: int = 0
     conmon_start: int = 0
     started_at: str = ""
+    # network_mode container:X: X's init whose netns this container joined.
+    joined: str = ""
+    joined_pid: int = 0
+    joined_start: int = 0
 
     def with_(self, **changes: Any) -> Record:
         return replace(self, **changes)

@@ -6,6 +6,7 @@ dir, yields "127.0.0.1:PORT" once it answers gRPC, then kills it by PID and remo
 behind them (``stop()``/``start()`` restart it on the same ports and data), ``etcd_factory``
 starts more (e.g. with TLS from ``etcd_tls``). ``run_etcd`` is the context manager behind all of
 them. A missing etcd binary fails the test (tests/needs.py): the install script provides it.
+``node_ns``/``node_rt`` (tests/agentnode.py) give agent tests a node netns and a Runtime in it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 from berth.etcd import Etcd3Client
 from protos.etcd import rpc_pb2, rpc_pb2_grpc
 from tests import needs
+from tests.agentnode import node_image, node_ns, node_rt  # noqa: F401  (fixtures)
 
 ETCD_BINARY = "etcd"
 START_TIMEOUT = 20.0

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TREES = {
     "berth/errors.py": ["berth"],
     "controller/errors.py": ["controller"],
+    "agent/errors.py": ["agent"],
     "agent/runtime/errors.py": ["agent.runtime"],
     "agent/dns/errors.py": ["agent.dns"],
     "netplugins/errors.py": ["netplugins"],

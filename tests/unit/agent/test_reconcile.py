@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import NetworkUnavailable
+from agent.hooks import ContainerHooks
 from agent.reconcile import Reconciler
 from agent.runtime.bundle import ContainerFiles
 from agent.runtime.containers import Container
-from agent.runtime.errors import ContainerNotFound, SpecError
+from agent.runtime.errors import ContainerNotFound, JoinTargetNotRunning, SpecError
+from agent.runtime.netmode import InitId, JoinedNetns
 from berth import keyspace
 from berth.etcd import KVMeta, Lease, Listing, WatchEvent
 from berth.etcd.txn import Compare, Delete, Op
@@ -112,6 +115,12 @@ class FakeRuntime:
             raise RuntimeError(self.fail_create)
         if self.refuse_create is not None and spec.generation == 1:
             raise self.refuse_create
+        joined = None
+        if spec.network_mode.startswith("container:"):
+            target = self.containers.get(spec.network_mode.partition(":")[2])
+            if target is None or target.state is not State.RUNNING or target.init is None:
+                raise JoinTargetNotRunning(f"{spec.network_mode}: waiting for its target")
+            joined = JoinedNetns(target.name, target.init)
         self.next_pid += 1
         files = ContainerFiles(Path("/h"), Path("/n"), Path("/r"))
         c = Container(
@@ -127,6 +136,8 @@ class FakeRuntime:
             netns=None,
             spec=spec,
             image_id="sha256:x",
+            init=InitId(self.next_pid, self.next_pid * 10),
+            joined=joined,
         )
         self.containers[spec.name] = c
         return c
@@ -148,7 +159,7 @@ class FakeRuntime:
 
     def exit(self, name: str, code: int) -> None:
         self.containers[name] = replace(
-            self.containers[name], state=State.EXITED, exit_code=code, pid=0
+            self.containers[name], state=State.EXITED, exit_code=code, pid=0, init=None
         )
 
 
@@ -372,3 +383,97 @@ async def test_spec_the_runtime_refuses_is_invalid_and_not_retried_until_changed
     await settle(r)
     status = kv.status("web-1")
     assert status is not None and status.state == "running" and status.generation == 2
+
+
+def joiner(name: str, target: str, generation: int = 1) -> ContainerSpec:
+    return ContainerSpec(name=name, service="side", node=NODE, image="busybox:latest",
+                         network_mode=f"container:{target}", generation=generation)
+
+
+async def test_joiner_waits_pending_for_its_target_then_joins_it(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, joiner("side-1", "db-1"))
+    await settle(r)
+    status = kv.status("side-1")
+    assert status is not None and status.state == "pending"
+    assert status.error == "container:db-1: waiting for its target"
+    assert "side-1" not in rt.containers
+    await assign(kv, spec("db-1"))
+    await settle(r)
+    await asyncio.sleep(1.1)     # the pending retry comes at most a second later
+    await settle(r)
+    status = kv.status("side-1")
+    assert status is not None and status.state == "running" and status.error == ""
+    assert rt.containers["side-1"].joined == JoinedNetns("db-1", rt.containers["db-1"].init)
+
+
+async def test_joiner_is_recreated_when_its_target_is(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("db-1"))
+    await settle(r)
+    await assign(kv, joiner("side-1", "db-1"))
+    await settle(r)
+    first = rt.containers["side-1"]
+    assert first.state is State.RUNNING and first.joined is not None
+    rt.calls.clear()
+    await assign(kv, spec("db-1", generation=2))      # the target is recreated
+    await settle(r)
+    target = rt.containers["db-1"]
+    assert target.spec.generation == 2 and target.init != first.joined.init
+    assert ("delete", "side-1") in rt.calls and ("start", "side-1") in rt.calls
+    assert rt.containers["side-1"].joined == JoinedNetns("db-1", target.init)
+    rt.calls.clear()
+    await settle(r)             # and then it stays
+    assert rt.calls == []
+
+
+async def test_joiner_of_a_stopped_target_is_taken_down_and_waits(
+    world: tuple[FakeKV, FakeRuntime, Reconciler],
+) -> None:
+    kv, rt, r = world
+    await assign(kv, spec("db-1"))
+    await assign(kv, joiner("side-1", "db-1"))
+    await settle(r)
+    await asyncio.sleep(1.1)
+    await settle(r)
+    assert rt.containers["side-1"].state is State.RUNNING
+    rt.exit("db-1", 0)
+    await settle(r)
+    status = kv.status("side-1")
+    assert status is not None and status.state == "pending" and "side-1" not in rt.containers
+
+
+class RefusingNetwork(ContainerHooks):
+    """A node whose network driver refuses the first ADD (a missing macvlan parent)."""
+
+    def __init__(self) -> None:
+        self.refusals = 1
+
+    async def before_start(self, spec: ContainerSpec, container: Container) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise NetworkUnavailable("macnet", "parent interface eth9 does not exist on "
+                                     "this node", delay=1.0)
+
+
+async def test_a_network_refusal_leaves_it_pending_not_started_and_retried() -> None:
+    kv, rt = FakeKV(), FakeRuntime()
+
+    async def no_pull(ref: str) -> None:
+        return None
+
+    r = Reconciler(etcd=kv, runtime=rt, node=NODE, pull_image=no_pull, hooks=RefusingNetwork())
+    await assign(kv, spec("mv-1"))
+    await settle(r)
+    status = kv.status("mv-1")
+    assert status is not None and status.state == "pending"
+    assert status.error == "network macnet: parent interface eth9 does not exist on this node"
+    assert rt.calls == [("create", "mv-1"), ("delete", "mv-1")] and "mv-1" not in rt.containers
+    await asyncio.sleep(1.1)
+    await settle(r)
+    status = kv.status("mv-1")
+    assert status is not None and status.state == "running" and status.error == ""

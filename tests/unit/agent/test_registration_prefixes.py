@@ -17,7 +17,13 @@ def test_every_device_the_overlay_creates_counts_as_berth_s() -> None:
     assert is_berth_device(host_veth_name(att))
 
 
+def test_the_bridge_drivers_devices_count_as_berth_s() -> None:
+    # netplugins/bridge/config.py names them; pin with its functions once both are merged.
+    for name in ("berth0", "bb-0123456789", "v0123456789abcd"):
+        assert is_berth_device(name)
+
+
 def test_host_devices_do_not_count() -> None:
     for name in ("eth0", "ens3", "docker0", "wg0", "br0", "lo", "virbr0", "vo", "bo-x",
-                 "vxlan0", "voip0"):
+                 "vxlan0", "voip0", "berth01", "bb-br0", "veth0123456789a", "v0123"):
         assert not is_berth_device(name)
