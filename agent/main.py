@@ -153,6 +153,7 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     async with etcd:
         network = _network(cfg, etcd, underlay)
+        await network.remove_stale()
         server = await _serve(cfg, runtime, network)
         registration = Registration(etcd, record, cfg.lease_ttl)
         puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")

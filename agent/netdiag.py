@@ -24,6 +24,7 @@ from agent.dns import Records
 from agent.endpoints import EndpointTable
 from agent.netresults import ResultStore
 from berth.errors import UserError
+from netplugins.bridge import config as bridge
 from netplugins.contract import HostContext
 from netplugins.netlink import link_index, link_info, route_socket
 from netplugins.overlay.devices import IFF_UP, bridge_name, vxlan_name
@@ -42,6 +43,10 @@ def _overlay_devices(req: Request) -> tuple[Device, ...]:
     return (bridge_name(req.vni), "bridge"), (vxlan_name(req.vni), "vxlan")
 
 
+def _bridge_devices(req: Request) -> tuple[Device, ...]:
+    return ((bridge.bridge_name(req.network), "bridge"),)
+
+
 def _no_devices(req: Request) -> tuple[Device, ...]:
     return ()
 
@@ -50,6 +55,9 @@ def _no_devices(req: Request) -> tuple[Device, ...]:
 # none (or that is not listed yet) reports only routes, DNS and local interfaces.
 DEVICES: Mapping[str, Callable[[Request], tuple[Device, ...]]] = {
     "overlay": _overlay_devices,
+    "bridge": _bridge_devices,
+    # macvlan makes its devices inside the containers (and a VLAN parent, which the
+    # operator may own): nothing host-wide of its own to report.
 }
 
 

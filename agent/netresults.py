@@ -74,5 +74,9 @@ class ResultStore:
     def networks_of(self, container: str) -> list[str]:
         return sorted(p.stem for p in (self._root / container).glob("*.json"))
 
+    def networks(self) -> set[str]:
+        """Every network some container on this node still has a result for."""
+        return {p.stem for p in self._root.glob("*/*.json")}
+
     def in_use(self, network: str) -> bool:
         return any(True for _ in self._root.glob(f"*/{network}.json"))

@@ -169,6 +169,15 @@ class NetworkManager(ContainerHooks):
     async def run(self) -> None:
         await self.table.follow(self.etcd)
 
+    async def remove_stale(self) -> None:
+        """At start, before any container work: host state of networks that no local
+        container uses any more (deleted while the agent was down) is removed."""
+        keep = self.results.networks()
+        for name, entry in sorted(self.drivers.items()):
+            if entry.cleanup is not None:
+                for gone in await entry.cleanup(self.ctx, keep):
+                    log.info("removed %s host state %s: no container uses it", name, gone)
+
     async def close(self) -> None:
         runs, self._hosts = list(self._hosts.values()), {}
         for run in runs:

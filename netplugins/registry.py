@@ -7,9 +7,10 @@ network, the NetworkHost (None when the driver has none).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from netplugins.bridge.cleanup import remove_stale_networks
 from netplugins.bridge.driver import BridgeDriver
 from netplugins.bridge.host import BridgeHost
 from netplugins.contract import Driver, HostContext, NetConf, NetworkHost
@@ -19,15 +20,21 @@ from netplugins.macvlan.host import MacvlanHost
 from netplugins.overlay.driver import OverlayDriver
 from netplugins.overlay.host import OverlayHost
 
+Cleanup = Callable[[HostContext, Iterable[str]], Awaitable[list[str]]]
+
 
 @dataclass(frozen=True)
 class DriverEntry:
     make_driver: Callable[[HostContext], Driver]
     make_host: Callable[[NetConf, HostContext], NetworkHost] | None = None
+    # After an agent restart: remove this driver's host state of every network not in
+    # the given names (networks deleted while the agent was down); returns what went.
+    cleanup: Cleanup | None = None
 
 
 DRIVERS: Mapping[str, DriverEntry] = {
-    "bridge": DriverEntry(make_driver=BridgeDriver, make_host=BridgeHost),
+    "bridge": DriverEntry(make_driver=BridgeDriver, make_host=BridgeHost,
+                          cleanup=remove_stale_networks),
     "overlay": DriverEntry(make_driver=OverlayDriver, make_host=OverlayHost),
     "macvlan": DriverEntry(make_driver=MacvlanDriver, make_host=MacvlanHost),
 }
