@@ -154,15 +154,13 @@ def _check_references(source: str, doc: ServiceDocument,
         if doc.spec.replicas > 1:
             raise ManifestError(f"{where}.{name}.ip: a static ip needs replicas: 1 "
                                 f"(got {doc.spec.replicas})")
-        subnet = net.spec.network()
-        space = network_space(net, {})
-        if not space.usable(opts.ip):
-            raise ManifestError(f"{where}.{name}.ip: {opts.ip} is not a free host address "
-                                f"of {subnet} (network {name})")
         aux = {ip: key for key, ip in net.spec.aux_addresses.items()}
         if opts.ip in aux:
             raise ManifestError(f"{where}.{name}.ip: {opts.ip} is reserved by network "
                                 f"{name}'s aux_addresses ({aux[opts.ip]})")
+        if not network_space(net, {}).usable(opts.ip):
+            raise ManifestError(f"{where}.{name}.ip: {opts.ip} is not a free host address "
+                                f"of {net.spec.network()} (network {name})")
 
 
 def _check_network_mode(source: str, doc: ServiceDocument, desired: Desired) -> None:
