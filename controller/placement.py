@@ -32,7 +32,8 @@ Rules:
 - ``network_mode: container:<c>`` (and ``service:<s>``, replica i joining ``<s>-i``):
   the joiner goes to the node of its target, and only once the target's agent reports
   it running; until then it is pending with that reason. A joiner whose target now
-  runs on another node is removed, to be placed there again.
+  runs on another node is removed, to be placed there again; one whose target no
+  service produces any more (deleted, scaled down) is removed and pending.
 """
 
 from __future__ import annotations
@@ -204,12 +205,18 @@ def _keep(services: Mapping[str, DesiredService], assignments: Iterable[Assignme
             result.removes.append(Remove(current.node, name, current.mod_revision))
             continue
         kept[name] = current
-    # A joiner follows its target: one left on another node is placed again.
+    # A joiner follows its target: one left on another node is placed again, and one
+    # whose target no service produces any more waits (pending says why).
+    docs = {n: s.doc for n, s in services.items()}
     for name, current in list(kept.items()):
         service = services.get(current.spec.service)
-        target = joiner_target(service.doc, name) if service is not None else None
-        if target is not None and target in kept and kept[target].node != current.node \
-                and service is not None and service.doc.name not in result.invalid:
+        if service is None or service.doc.name in result.invalid:
+            continue
+        target = joiner_target(service.doc, name)
+        if target is None:
+            continue
+        moved = target in kept and kept[target].node != current.node
+        if moved or not produced(docs, target):
             result.removes.append(Remove(current.node, name, current.mod_revision))
             del kept[name]
     return kept

@@ -223,3 +223,12 @@ def test_a_node_local_network_spreads_when_a_nodes_copy_is_full() -> None:
     assert len(result.creates) == 5
     assert result.pending == {"web-6": "network br: no free address left in 10.50.0.0/29 on "
                                        "node h1"}
+
+
+def test_a_joiner_whose_target_is_gone_is_removed_and_waits() -> None:
+    side = service("side", extra="  network_mode: container:db-1\n")
+    joiner = desired_spec(side.doc, "side-1", "h1", networks())
+    result = run(side, service("db", replicas=0), current=(Assignment("h1", joiner, 4),))
+    assert [(r.container, r.node) for r in result.removes] == [("side-1", "h1")]
+    assert result.pending == {"side-1": 'its network_mode target "db-1" does not exist (no '
+                                        "service has that replica)"}
