@@ -53,12 +53,12 @@ def _stored(text: str) -> dict[str, object]:
          "containers' MACs sit on, e.g. eth0 (or eth0.10 for VLAN 10)"),
         ("  driver: macvlan\n  options: {parent: eth0, mode: l2}\n",
          'spec.options.mode: unknown mode "l2" (expected bridge, vepa, private or passthru)'),
-        ("  driver: macvlan\n  options: {parent: eth0.4095}\n",
-         'spec.options.parent: "eth0.4095": a VLAN sub-interface is <interface>.<id> with an '
-         "id from 1 to 4094"),
         ("  driver: macvlan\n  options: {parent: eth0/1}\n",
-         "spec.options.parent: \"eth0/1\" is not an interface name (at most 15 letters, "
-         "digits, '_', '-' or '.')"),
+         "spec.options.parent: \"eth0/1\" is not an interface name (1-15 bytes, no '/', ':' "
+         "or spaces)"),
+        ("  driver: macvlan\n  options: {parent: a-very-long-name0}\n",
+         "spec.options.parent: \"a-very-long-name0\" is not an interface name (1-15 bytes, "
+         "no '/', ':' or spaces)"),
         ("  driver: bridge\n  options: {icc: maybe}\n",
          'spec.options.icc: unknown icc "maybe" (expected true or false)'),
         ("  driver: bridge\n  options: {enable_icc: 'false'}\n",
@@ -88,8 +88,8 @@ def _stored(text: str) -> dict[str, object]:
         ("  ipv6: true\n", "spec.ipv6: not supported yet"),
         ("  attachable: true\n", "spec.attachable: not supported yet"),
     ],
-    ids=["macvlan-without-parent", "macvlan-unknown-mode", "vlan-out-of-range",
-         "parent-not-an-ifname", "icc-not-boolean", "bridge-unknown-option",
+    ids=["macvlan-without-parent", "macvlan-unknown-mode", "parent-with-a-slash",
+         "parent-too-long", "icc-not-boolean", "bridge-unknown-option",
          "macvlan-unknown-option", "none-is-not-a-driver", "unknown-driver", "mtu-too-small",
          "mtu-too-large", "mtu-string", "internal-string", "ip-range-outside",
          "ip-range-host-bits", "aux-outside", "aux-broadcast", "aux-not-an-ip",
