@@ -29,8 +29,10 @@ from berth.errors import ManifestError
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.manifest_model import (
     API_VERSION,
+    DEFAULT_NETWORK,
     DNS_LABEL,
     DOCUMENT_TYPES,
+    GATEWAY_NETWORK,
     KINDS,
     Document,
     Metadata,
@@ -39,13 +41,16 @@ from berth.manifest_model import (
     Placement,
     ServiceDocument,
     ServiceNetwork,
+    ServicePort,
     ServiceSpec,
 )
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_NETWORK",
     "DNS_LABEL",
     "DOCUMENT_TYPES",
+    "GATEWAY_NETWORK",
     "KINDS",
     "MAX_MANIFEST_BYTES",
     "Document",
@@ -55,6 +60,7 @@ __all__ = [
     "Placement",
     "ServiceDocument",
     "ServiceNetwork",
+    "ServicePort",
     "ServiceSpec",
     "check_size",
     "load_manifest",
@@ -66,6 +72,7 @@ MAX_MANIFEST_BYTES = yamlsafe.MAX_MANIFEST_BYTES
 
 _MODELS: tuple[type[BaseModel], ...] = (
     NetworkDocument, ServiceDocument, Metadata, NetworkSpec, ServiceSpec, ServiceNetwork, Placement,
+    ServicePort,
 )
 
 
@@ -191,6 +198,10 @@ def _validate(source: str, number: int, raw: object) -> Document:
 def _describe(error: ErrorDetails) -> str:
     """``PATH: message`` for one pydantic error, in the words of a YAML author."""
     path = _path(error["loc"])
+    below = (error.get("ctx") or {}).get("at")
+    if isinstance(below, str) and below:
+        # A validator's finding about a part of its field (berth.manifest_base.at).
+        path += below if below.startswith("[") or not path else f".{below}"
     kind = error["type"]
     value = error["input"]
     if kind == "extra_forbidden":

@@ -2,7 +2,8 @@
 
 Owned by berth so that the controller (validation, desired state in etcd) and
 clusterctl (client-side checks, JSON Schema) share one definition. Callers
-import from ``berth.manifest``, which adds loading and one-line errors.
+import from ``berth.manifest``, which adds loading and one-line errors. The Network
+spec lives in manifest_network.py and published ports in manifest_ports.py.
 
 Design notes:
 - Every model is strict and forbids extra keys: ``replicas: "2"`` is a wrong
@@ -12,37 +13,65 @@ Design notes:
   supported yet" instead of "unknown field": the user learns the feature is
   planned, not that they mistyped it. A ``null`` value counts as absent.
 - Inputs that Compose accepts in two shapes (``env`` list or mapping,
-  ``networks`` list or mapping, ``command`` string or list) are validated as a
-  tagged union so errors keep a precise path, then normalised to one shape so
-  that re-applying an equivalent file is "unchanged".
+  ``networks`` list or mapping, ``command`` string or list, ``ports`` short or long
+  syntax) are validated as a tagged union so errors keep a precise path, then
+  normalised to one shape so that re-applying an equivalent file is "unchanged".
+- ``network_mode`` conflicts (with ``networks``, ``ports``, and for a container mode
+  ``hostname`` and ``dns``) are checked on the raw input before any field, with
+  Docker's reasons (moby's validateNetContainerMode), so that a user who sets
+  ``hostname`` next to ``network_mode: container:db`` learns about the conflict, not
+  that ``hostname`` is "not supported yet".
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
-    StringConstraints,
     Tag,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
+
+from berth.manifest_base import (
+    DNS_LABEL,
+    DnsLabel,
+    Unsupported,
+    _Strict,
+    at,
+    hidden,
+    not_supported,
+    show,
+)
+from berth.manifest_network import (
+    BROADEST_PREFIX,
+    NETWORK_DRIVERS,
+    NetworkSpec,
+    unusable_subnet,
+)
+from berth.manifest_ports import (
+    IPVS_MISSING,
+    MAX_PORTS_PER_SERVICE,
+    ServicePort,
+    overlaps,
+    parse_short,
+)
+
+__all__ = [
+    "API_VERSION", "BROADEST_PREFIX", "DEFAULT_NETWORK", "DNS_LABEL", "GATEWAY_NETWORK",
+    "KINDS", "NETWORK_DRIVERS", "RESERVED_NETWORK_NAMES", "NetworkSpec", "ServicePort",
+    "unusable_subnet",
+]
 
 API_VERSION = "berth/v1"
 KINDS = ("Network", "Service")
-
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
 
 # Node-local networks berth makes itself, never stored in etcd: the default network a
 # service without ``networks`` joins (Docker's ``bridge``/docker0), and the gateway bridge
@@ -51,156 +80,64 @@ DEFAULT_NETWORK = "bridge"
 GATEWAY_NETWORK = "berth-gwbridge"
 # Names a Network document may not take (Docker reserves bridge, host and none too).
 RESERVED_NETWORK_NAMES = (DEFAULT_NETWORK, GATEWAY_NETWORK, "host", "none")
-
-# Drivers the brief names; only these are implemented so far.
-NETWORK_DRIVERS = ("overlay", "bridge", "macvlan", "host", "none")
-IMPLEMENTED_DRIVERS = ("overlay",)
+_RESERVED_WHY = {
+    DEFAULT_NETWORK: "it is the default network berth makes on every node (a service "
+                     "without networks joins it); pick another name",
+    GATEWAY_NETWORK: "it is the gateway bridge berth makes on every node; pick another name",
+    "host": "use network_mode: host on the service",
+    "none": "use network_mode: none on the service",
+}
 
 _UNSUPPORTED_SERVICE = (
-    "ports", "volumes", "restart", "resources", "healthcheck", "network_mode", "user",
-    "hostname", "labels", "cap_add", "cap_drop", "privileged", "devices", "dns",
+    "volumes", "restart", "resources", "healthcheck", "user",
+    "labels", "cap_add", "cap_drop", "privileged", "devices",
     "extra_hosts", "tmpfs", "read_only", "stop_signal", "stop_grace_period", "ulimits",
     "sysctls", "init", "tty", "stdin_open", "depends_on", "expose", "security_opt",
     "logging", "domainname", "shm_size", "secrets", "configs", "update_config",
 )
-_UNSUPPORTED_NETWORK = ("ipv6", "internal", "attachable", "mtu", "ip_range", "labels")
 _UNSUPPORTED_PLACEMENT = ("constraints", "spread")
 
-Unsupported = SkipJsonSchema[object]
-
-# Ranges a container network can never use, whatever the hosts look like: they are routed
-# specially by every host (RFC 6890). Overlap with a node's own addresses and routes is
-# checked at apply against the Ready nodes (controller/store.py), and by the scheduler for
-# nodes that join later. A macvlan network will be allowed its parent's LAN subnet once
-# that driver exists; this list still applies to it.
-BROADEST_PREFIX = 8
-_UNUSABLE: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
-    (ipaddress.IPv4Network(cidr), why) for cidr, why in (
-        ("0.0.0.0/8", "the unspecified \"this network\" range"),
-        ("127.0.0.0/8", "loopback"),
-        ("169.254.0.0/16", "link-local"),
-        ("224.0.0.0/4", "multicast"),
-        ("240.0.0.0/4", "reserved (includes broadcast 255.255.255.255)"),
-    ))
-
-
-def unusable_subnet(net: ipaddress.IPv4Network) -> str | None:
-    """Why ``net`` cannot be a container network on any host, or None if it can."""
-    if net.prefixlen == 0:
-        return f"{net} is the default route"
-    if net.prefixlen < BROADEST_PREFIX:
-        return f"{net} is broader than /{BROADEST_PREFIX}"
-    for bad, why in _UNUSABLE:
-        if net.overlaps(bad):
-            return f"{net} overlaps {bad} ({why})"
-    return None
+# network_mode values (Compose's): "bridge" is the default network and is stored as null.
+NETWORK_MODES = ("bridge", "host", "none", "container:<name>", "service:<name>")
+_SHARED = "container"       # container:<name> and service:<name> share another's netns
+_CONFLICTS: dict[str, dict[str, str]] = {
+    "networks": {
+        "bridge": "use either network_mode or networks (bridge is the default network, "
+                  "which a service without networks joins)",
+        "host": "container sharing network namespace with another container or host cannot "
+                "be connected to any other network",
+        _SHARED: "container sharing network namespace with another container or host "
+                 "cannot be connected to any other network",
+        "none": "container cannot be connected to multiple networks with one of the "
+                "networks in private (none) mode",
+    },
+    "ports": {
+        "host": "conflicting options: port publishing and the host network mode (the "
+                "container listens on the node's own ports)",
+        _SHARED: "conflicting options: port publishing and the container type network mode",
+        "none": "conflicting options: port publishing and the none network mode (the "
+                "container has only lo)",
+    },
+    "hostname": {_SHARED: "conflicting options: hostname and the network mode"},
+    "dns": {_SHARED: "conflicting options: dns and the network mode"},
+}
 
 
-def _not_supported(value: object) -> object:
-    if value is not None:
-        raise PydanticCustomError("not_supported", "not supported yet")
-    return value
+def _mode_kind(mode: str) -> str | None:
+    """bridge | host | none | container (container:/service:), None if not a mode."""
+    if mode in ("bridge", "host", "none"):
+        return mode
+    kind, sep, _target = mode.partition(":")
+    return _SHARED if sep and kind in ("container", "service") else None
 
 
-def _hidden() -> Any:
-    return Field(default=None, exclude=True)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+def _present(value: object) -> bool:
+    return value is not None and not (isinstance(value, list | dict) and not value)
 
 
 class Metadata(_Strict):
     name: DnsLabel = Field(description="DNS label: lower-case letters, digits and '-'")
     labels: dict[str, str] = Field(default_factory=dict)
-
-
-class NetworkSpec(_Strict):
-    driver: str = "overlay"
-    subnet: str = Field(description="IPv4 CIDR, e.g. 10.42.0.0/24")
-    gateway: str | None = Field(default=None, description="default: the first host address")
-    options: dict[str, str] = Field(default_factory=dict)
-
-    ipv6: Unsupported = _hidden()
-    internal: Unsupported = _hidden()
-    attachable: Unsupported = _hidden()
-    mtu: Unsupported = _hidden()
-    ip_range: Unsupported = _hidden()
-    labels: Unsupported = _hidden()
-
-    _reject = field_validator(*_UNSUPPORTED_NETWORK)(_not_supported)
-
-    @field_validator("driver")
-    @classmethod
-    def _driver(cls, value: str) -> str:
-        if value in IMPLEMENTED_DRIVERS:
-            return value
-        if value in NETWORK_DRIVERS:
-            raise PydanticCustomError("not_supported", 'driver "{d}" is not supported yet',
-                                      {"d": value})
-        raise PydanticCustomError("unknown_driver", 'unknown driver "{d}" (expected one of {e})',
-                                  {"d": value, "e": ", ".join(NETWORK_DRIVERS)})
-
-    @field_validator("subnet")
-    @classmethod
-    def _subnet(cls, value: str) -> str:
-        try:
-            net = ipaddress.IPv4Network(value, strict=True)
-        except ValueError as exc:
-            raise PydanticCustomError("subnet", "not an IPv4 CIDR: {e}", {"e": str(exc)}) from exc
-        if net.prefixlen > 30:
-            raise PydanticCustomError("subnet", "subnet {s} is too small (at most /30)",
-                                      {"s": str(net)})
-        why = unusable_subnet(net)
-        if why is not None:
-            raise PydanticCustomError("subnet", "{w}, not usable for containers; pick a "
-                                      "private range such as 10.42.0.0/24", {"w": why})
-        return str(net)
-
-    @field_validator("options")
-    @classmethod
-    def _options(cls, value: dict[str, str]) -> dict[str, str]:
-        if value:
-            raise PydanticCustomError("not_supported", "network options are not supported yet")
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_gateway(cls, data: object) -> object:
-        # Fill the gateway before validation so the stored spec is explicit
-        # and an omitted gateway re-applies as "unchanged".
-        if isinstance(data, dict) and data.get("gateway") is None:
-            subnet = data.get("subnet")
-            if isinstance(subnet, str):
-                try:
-                    net = ipaddress.IPv4Network(subnet, strict=True)
-                except ValueError:
-                    return data     # the subnet validator reports it
-                if net.prefixlen <= 30:
-                    return {**data, "gateway": str(net.network_address + 1)}
-        return data
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway_inside(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        try:
-            gw = ipaddress.IPv4Address(value)
-        except ValueError as exc:
-            raise PydanticCustomError("gateway", "not an IPv4 address: {e}",
-                                      {"e": str(exc)}) from exc
-        subnet = info.data.get("subnet")
-        if subnet is None:
-            return str(gw)      # the subnet was invalid and is reported on its own
-        net = ipaddress.IPv4Network(subnet)
-        if gw not in net or gw in (net.network_address, net.broadcast_address):
-            raise PydanticCustomError("gateway", "{g} is not a host address of {s}",
-                                      {"g": str(gw), "s": subnet})
-        return str(gw)
-
-    def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(self.subnet)
 
 
 class ServiceNetwork(_Strict):
@@ -222,16 +159,26 @@ class ServiceNetwork(_Strict):
 
 class Placement(_Strict):
     node: DnsLabel | None = None
-    constraints: Unsupported = _hidden()
-    spread: Unsupported = _hidden()
+    constraints: Unsupported = hidden()
+    spread: Unsupported = hidden()
 
-    _reject = field_validator(*_UNSUPPORTED_PLACEMENT)(_not_supported)
+    _reject = field_validator(*_UNSUPPORTED_PLACEMENT)(not_supported)
 
 
 def _shape(value: object) -> str | None:
     if isinstance(value, list):
         return "<list>"
     if isinstance(value, dict):
+        return "<mapping>"
+    return None
+
+
+def _port_shape(value: object) -> str | None:
+    if isinstance(value, str):
+        return "<string>"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "<integer>"
+    if isinstance(value, dict | ServicePort):
         return "<mapping>"
     return None
 
@@ -247,6 +194,13 @@ NetworksInput = Annotated[
     Discriminator(_shape, custom_error_type="networks",
                   custom_error_message="expected a list of network names or a mapping"),
 ]
+PortInput = Annotated[
+    Annotated[str, Tag("<string>")] | Annotated[int, Tag("<integer>")]
+    | Annotated[ServicePort, Tag("<mapping>")],
+    Discriminator(_port_shape, custom_error_type="port",
+                  custom_error_message='expected "[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"'
+                                       ", a container port number or a mapping with target"),
+]
 
 
 class ServiceSpec(_Strict):
@@ -256,44 +210,67 @@ class ServiceSpec(_Strict):
     entrypoint: list[str] | None = None
     env: EnvInput = Field(default_factory=dict)
     workdir: str | None = None
+    network_mode: str | None = Field(
+        default=None, description="host | none | container:<name> | service:<name> instead "
+        "of networks; bridge (the default network) is stored as null",
+        json_schema_extra={"pattern": "^(bridge|host|none|(container|service):"
+                           + DNS_LABEL.strip("^$") + ")$"})
     networks: NetworksInput = Field(default_factory=dict)
+    ports: list[PortInput] = Field(
+        default_factory=list, description='Compose short syntax ("8080:80", '
+        '"127.0.0.1:8081:80/udp", "80" for a random host port) or long syntax')
+    endpoint_mode: str = Field(default="dnsrr", description="dnsrr (vip needs IPVS: refused)",
+                               json_schema_extra={"enum": ["dnsrr"]})
     placement: Placement = Field(default_factory=Placement)
 
-    ports: Unsupported = _hidden()
-    volumes: Unsupported = _hidden()
-    restart: Unsupported = _hidden()
-    resources: Unsupported = _hidden()
-    healthcheck: Unsupported = _hidden()
-    network_mode: Unsupported = _hidden()
-    user: Unsupported = _hidden()
-    hostname: Unsupported = _hidden()
-    labels: Unsupported = _hidden()
-    cap_add: Unsupported = _hidden()
-    cap_drop: Unsupported = _hidden()
-    privileged: Unsupported = _hidden()
-    devices: Unsupported = _hidden()
-    dns: Unsupported = _hidden()
-    extra_hosts: Unsupported = _hidden()
-    tmpfs: Unsupported = _hidden()
-    read_only: Unsupported = _hidden()
-    stop_signal: Unsupported = _hidden()
-    stop_grace_period: Unsupported = _hidden()
-    ulimits: Unsupported = _hidden()
-    sysctls: Unsupported = _hidden()
-    init: Unsupported = _hidden()
-    tty: Unsupported = _hidden()
-    stdin_open: Unsupported = _hidden()
-    depends_on: Unsupported = _hidden()
-    expose: Unsupported = _hidden()
-    security_opt: Unsupported = _hidden()
-    logging: Unsupported = _hidden()
-    domainname: Unsupported = _hidden()
-    shm_size: Unsupported = _hidden()
-    secrets: Unsupported = _hidden()
-    configs: Unsupported = _hidden()
-    update_config: Unsupported = _hidden()
+    volumes: Unsupported = hidden()
+    restart: Unsupported = hidden()
+    resources: Unsupported = hidden()
+    healthcheck: Unsupported = hidden()
+    user: Unsupported = hidden()
+    hostname: Unsupported = hidden()
+    labels: Unsupported = hidden()
+    cap_add: Unsupported = hidden()
+    cap_drop: Unsupported = hidden()
+    privileged: Unsupported = hidden()
+    devices: Unsupported = hidden()
+    dns: Unsupported = hidden()
+    extra_hosts: Unsupported = hidden()
+    tmpfs: Unsupported = hidden()
+    read_only: Unsupported = hidden()
+    stop_signal: Unsupported = hidden()
+    stop_grace_period: Unsupported = hidden()
+    ulimits: Unsupported = hidden()
+    sysctls: Unsupported = hidden()
+    init: Unsupported = hidden()
+    tty: Unsupported = hidden()
+    stdin_open: Unsupported = hidden()
+    depends_on: Unsupported = hidden()
+    expose: Unsupported = hidden()
+    security_opt: Unsupported = hidden()
+    logging: Unsupported = hidden()
+    domainname: Unsupported = hidden()
+    shm_size: Unsupported = hidden()
+    secrets: Unsupported = hidden()
+    configs: Unsupported = hidden()
+    update_config: Unsupported = hidden()
 
-    _reject = field_validator(*_UNSUPPORTED_SERVICE)(_not_supported)
+    _reject = field_validator(*_UNSUPPORTED_SERVICE, "hostname", "dns")(not_supported)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _network_mode_conflicts(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        mode = data.get("network_mode")
+        kind = _mode_kind(mode) if isinstance(mode, str) else None
+        if kind is None:
+            return data         # absent, or reported by the field validator
+        for field, reasons in _CONFLICTS.items():
+            if kind in reasons and _present(data.get(field)):
+                raise at(field, "conflict", "{why} (network_mode: {m})",
+                         why=reasons[kind], m=mode)
+        return data
 
     @field_validator("command", "entrypoint", mode="before")
     @classmethod
@@ -321,6 +298,25 @@ class ServiceSpec(_Strict):
             out[key] = val
         return out
 
+    @field_validator("network_mode")
+    @classmethod
+    def _network_mode(cls, value: str | None) -> str | None:
+        if value is None or value == "bridge":
+            return None         # the default network: stored like an absent network_mode
+        kind = _mode_kind(value)
+        if kind is None:
+            raise PydanticCustomError(
+                "network_mode", "unknown network_mode {m} (expected {e})",
+                {"m": show(value), "e": ", ".join(NETWORK_MODES[:-1]) + " or "
+                 + NETWORK_MODES[-1]})
+        prefix, _, target = value.partition(":")
+        if kind == _SHARED and not re.match(DNS_LABEL, target):
+            what = "container" if prefix == "container" else "service"
+            raise PydanticCustomError(
+                "network_mode", "{p}:<name> needs a {w} name (a DNS label), got {t}",
+                {"p": prefix, "w": what, "t": show(target)})
+        return value
+
     @field_validator("networks")
     @classmethod
     def _networks(
@@ -331,6 +327,42 @@ class ServiceSpec(_Strict):
                 raise PydanticCustomError("networks", "a network is listed twice")
             return {name: ServiceNetwork() for name in value}
         return {name: opts or ServiceNetwork() for name, opts in value.items()}
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str | int | ServicePort]) -> list[ServicePort]:
+        out: list[ServicePort] = []
+        where: list[int] = []       # the item each expanded port came from
+        for index, item in enumerate(value):
+            try:
+                ports = [item] if isinstance(item, ServicePort) else parse_short(str(item))
+            except PydanticCustomError as exc:
+                raise at(f"[{index}]", exc.type, exc.message_template,
+                         **(exc.context or {})) from exc
+            for port in ports:
+                for seen, earlier in zip(where, out, strict=True):
+                    if overlaps(earlier, port):
+                        raise at(f"[{index}]", "port", "host port {p}/{t} is published twice "
+                                 "(also by spec.ports[{i}])", p=port.host_port(),
+                                 t=port.protocol, i=seen)
+                out.append(port)
+                where.append(index)
+            if len(out) > MAX_PORTS_PER_SERVICE:
+                raise at(f"[{index}]", "port", "{n} ports or more, more than the limit of "
+                         "{m} per service", n=len(out), m=MAX_PORTS_PER_SERVICE)
+        return out
+
+    @field_validator("endpoint_mode")
+    @classmethod
+    def _endpoint_mode(cls, value: str) -> str:
+        if value == "vip":
+            raise PydanticCustomError("ipvs", 'endpoint_mode "vip" (a virtual IP per '
+                                      "service) {why}; use endpoint_mode: dnsrr (the service "
+                                      "name resolves to every replica)", {"why": IPVS_MISSING})
+        if value != "dnsrr":
+            raise PydanticCustomError("endpoint_mode", "unknown endpoint_mode {m} (expected "
+                                      "dnsrr)", {"m": show(value)})
+        return value
 
     @field_validator("workdir")
     @classmethod
@@ -348,6 +380,17 @@ class ServiceSpec(_Strict):
         if isinstance(self.networks, dict):
             return {name: opts or ServiceNetwork() for name, opts in self.networks.items()}
         return {name: ServiceNetwork() for name in self.networks}
+
+    def published(self) -> list[ServicePort]:
+        """``ports`` in its normalised form: one entry per container port."""
+        return [p for p in self.ports if isinstance(p, ServicePort)]
+
+    def shares_netns_with(self) -> tuple[str, str] | None:
+        """("container", name) or ("service", name) for a container network mode."""
+        if self.network_mode is None or _mode_kind(self.network_mode) != _SHARED:
+            return None
+        prefix, _, target = self.network_mode.partition(":")
+        return prefix, target
 
 
 class _Document(_Strict):
@@ -367,6 +410,15 @@ class _Document(_Strict):
 class NetworkDocument(_Document):
     kind: Literal["Network"]
     spec: NetworkSpec
+
+    @field_validator("metadata")
+    @classmethod
+    def _not_reserved(cls, value: Metadata) -> Metadata:
+        why = _RESERVED_WHY.get(value.name)
+        if why is not None:
+            raise at("name", "reserved", 'network name "{n}" is reserved: {why}',
+                     n=value.name, why=why)
+        return value
 
 
 class ServiceDocument(_Document):

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from berth.lifecycle import ContainerState
+from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
 
 
 def load_error(exc: ValidationError) -> str:
@@ -150,8 +151,25 @@ class NodeRecord(_Record):
     def loads(cls, raw: bytes | str) -> NodeRecord:
         return cls.model_validate_json(raw)
 
-    def overlap(self, subnet: ipaddress.IPv4Network) -> str | None:
-        """What of this node ``subnet`` collides with, in words, or None."""
+    def overlap(self, subnet: ipaddress.IPv4Network, *, underlay: bool = True) -> str | None:
+        """What of this node ``subnet`` collides with, in words, or None.
+
+        The node's implicit networks (``bip``, ``gwbridge``) always count. ``underlay=False``
+        skips the node's own addresses and routes: a macvlan network lives on the LAN of
+        its parent interface, so sharing that subnet is its point.
+        """
+        if underlay:
+            clash = self._underlay_overlap(subnet)
+            if clash is not None:
+                return clash
+        for label, name in (("default network bridge", DEFAULT_NETWORK),
+                            ("gateway bridge", GATEWAY_NETWORK)):
+            iface = self.implicit_network(name)
+            if iface is not None and subnet.overlaps(iface.network):
+                return f"node {self.name}'s {label} {iface.network}"
+        return None
+
+    def _underlay_overlap(self, subnet: ipaddress.IPv4Network) -> str | None:
         for prefix in self.addresses:
             try:
                 iface = ipaddress.IPv4Interface(prefix.cidr)
@@ -167,6 +185,21 @@ class NodeRecord(_Record):
             if dest.prefixlen and subnet.overlaps(dest):
                 return f"node {self.name}'s route to {prefix.cidr}{_on(prefix.device)}"
         return None
+
+    def implicit_network(self, name: str) -> ipaddress.IPv4Interface | None:
+        """The gateway CIDR of ``bridge`` (bip) or ``berth-gwbridge`` on this node.
+
+        None when the agent reports none (it predates them) or reports garbage.
+        """
+        cidr = {DEFAULT_NETWORK: self.bip, GATEWAY_NETWORK: self.gwbridge}.get(name, "")
+        try:
+            iface = ipaddress.IPv4Interface(cidr) if cidr else None
+        except ValueError:
+            return None
+        if iface is None or iface.network.prefixlen > 30 or iface.ip in (
+                iface.network.network_address, iface.network.broadcast_address):
+            return None
+        return iface
 
 
 def _on(device: str) -> str:

@@ -4,8 +4,10 @@ Called by server.py. Pure functions of the snapshot: nodes (Ready while their
 lease-bound record exists; NotReady when only assignments still name them),
 services (desired + running replicas), containers (assignments joined with the
 agents' status; unplaced replicas appear as "pending" with the scheduler's
-reason, or the IPAM's when no address is left) and networks (desired + VNI +
-endpoint count). A record that cannot be processed (ClusterState.invalid) is listed
+reason, or the IPAM's when no address is left; with their published ports and network
+mode) and networks (desired + VNI + endpoint count, plus the node-local default network
+``bridge``, which is not stored: one row per subnet the Ready nodes report for it, naming
+those nodes). A record that cannot be processed (ClusterState.invalid) is listed
 too, as Invalid with the reason in ``invalid``, so a poison pill is visible and the
 rest of the listing is unaffected.
 
@@ -23,7 +25,8 @@ from collections.abc import Callable
 from berth import keyspace, kinds
 from berth.errors import NotFoundError, UserError
 from berth.limits import DEFAULT_LIMITS, Limits
-from berth.records import ContainerStatus
+from berth.manifest import DEFAULT_NETWORK
+from berth.records import ContainerSpec, ContainerStatus
 from controller.ipam import AddressBook, AddressError, resolve, static_ips
 from controller.placement import plan
 from controller.state import ClusterState
@@ -118,6 +121,7 @@ def _containers(state: ClusterState, limits: Limits) -> list[object]:
             if att.ip:
                 ctr.networks[att.network].ip = att.ip
             ctr.networks[att.network].mac = att.mac
+        _ports(ctr, spec)
         out.append(ctr)
     out += _invalid_containers(state, bad_status)
     out += _removing(state, {c.name for c in out} | set(pending))
@@ -127,6 +131,13 @@ def _containers(state: ClusterState, limits: Limits) -> list[object]:
         out.append(controller_pb2.Container(name=name, service=service, state="pending",
                                             error=reason, image=image))
     return [*sorted(out, key=lambda c: (c.service, _replica_index(c.name), c.name))]
+
+
+def _ports(ctr: controller_pb2.Container, spec: ContainerSpec) -> None:
+    ctr.network_mode = spec.network_mode
+    for port in spec.ports:
+        ctr.ports.add(host_ip=port.host_ip or "0.0.0.0", host_port=port.host_port,
+                      container_port=port.container_port, protocol=port.protocol)
 
 
 def _removing(state: ClusterState, listed: set[str]) -> list[controller_pb2.Container]:
@@ -174,7 +185,8 @@ def _unplaced(
     containers whose spec is about to change: the generation being rolled out and,
     when the update cannot get an address, why it is stuck (the old spec keeps running).
     """
-    decided = plan(state.services, state.networks, state.nodes, state.assignments, limits)
+    decided = plan(state.services, state.networks, state.nodes, state.assignments, limits,
+                   state.statuses)
     book = AddressBook.of(state.allocations)
     vnis = state.vnis.assignments()
     pending = dict(decided.pending)
@@ -182,15 +194,20 @@ def _unplaced(
     for create in decided.creates:
         statics = static_ips(state.services[create.spec.service].doc)
         try:
-            book.record(resolve(create.spec, state.networks, vnis, book, statics), 0)
+            book.record(resolve(create.spec, state.networks, vnis, book, statics,
+                                state.nodes), 0)
         except AddressError as exc:
             pending[create.spec.name] = str(exc)
     rollout: dict[str, tuple[int, str]] = {}
+    for name, reason in decided.stuck.items():
+        current = state.assignment(name)
+        generation = current.spec.generation + 1 if current else 0
+        rollout[name] = (generation, f"cannot roll out generation {generation}: {reason}")
     for update in decided.updates:
         spec = update.spec
         statics = static_ips(state.services[spec.service].doc)
         try:
-            book.record(resolve(spec, state.networks, vnis, book, statics), 0)
+            book.record(resolve(spec, state.networks, vnis, book, statics, state.nodes), 0)
         except AddressError as exc:
             rollout[spec.name] = (spec.generation,
                                   f"cannot roll out generation {spec.generation}: {exc}")
@@ -208,9 +225,29 @@ def _networks(state: ClusterState) -> list[object]:
     out: list[controller_pb2.Network] = [controller_pb2.Network(
         name=name, driver=net.spec.driver, subnet=net.spec.subnet,
         gateway=net.spec.gateway or "", endpoints=state.endpoints[name],
-        vni=state.vnis.of(name))
+        vni=state.vnis.of(name), internal=net.spec.internal, options=net.spec.options,
+        mtu=net.spec.mtu or 0, ip_range=net.spec.ip_range or "")
         for name, net in state.networks.items()]
+    out += _default_networks(state)
     out += [controller_pb2.Network(name=bad.name, invalid=bad.reason)
             for bad in state.invalid_of("Network")]
-    out.sort(key=lambda n: n.name)
+    out.sort(key=lambda n: (n.name, list(n.nodes)))
     return list(out)
+
+
+def _default_networks(state: ClusterState) -> list[controller_pb2.Network]:
+    """``bridge`` as the Ready nodes report it: one row per (subnet, gateway)."""
+    by_subnet: dict[tuple[str, str], list[str]] = {}
+    for name, record in sorted(state.nodes.items()):
+        iface = record.implicit_network(DEFAULT_NETWORK)
+        if iface is not None:
+            by_subnet.setdefault((str(iface.network), str(iface.ip)), []).append(name)
+    rows = []
+    for (subnet, gateway), nodes in sorted(by_subnet.items()):
+        members = set(nodes)
+        attached = sum(1 for a in state.assignments if a.node in members
+                       and any(n.network == DEFAULT_NETWORK for n in a.spec.networks))
+        rows.append(controller_pb2.Network(
+            name=DEFAULT_NETWORK, driver="bridge", subnet=subnet, gateway=gateway,
+            endpoints=attached, nodes=nodes, options={"icc": "true"}))
+    return rows

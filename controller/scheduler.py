@@ -1,7 +1,8 @@
 """The scheduler loop: keeps /berth/assign/ in line with desired services and Ready nodes.
 
 Started by main.py next to the gRPC server. Level-triggered: watches on
-/berth/desired/ and /berth/nodes/ only wake it; every pass re-reads the whole
+/berth/desired/ and /berth/nodes/ only wake it (and /berth/status/, but only for the
+containers that a ``network_mode`` joiner waits on to run); every pass re-reads the whole
 state (state.read_state), asks placement.plan for actions and writes each one
 in its own guarded transaction:
 
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from berth import keyspace, metrics
 from berth.aio import woken
 from berth.errors import TemporaryError
-from berth.etcd import KeyValue, Listing, txn
+from berth.etcd import DeleteEvent, KeyValue, Listing, PutEvent, txn
 from berth.lifecycle import ContainerState
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.records import ContainerSpec
@@ -70,6 +71,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.passes = 0
         self.last_plan: Plan | None = None
+        # Containers that a network_mode joiner waits on: their status changes wake a pass.
+        self._awaited: frozenset[str] = frozenset()
 
     def wake(self) -> None:
         self._wake.set()
@@ -120,11 +123,14 @@ class Scheduler:
         # next pass and the watch registration can be missed.
         revision = (await self._etcd.get_prefix(keyspace.NODES)).revision
         return [asyncio.create_task(self._watch(prefix, revision + 1), name=f"watch {prefix}")
-                for prefix in (keyspace.DESIRED, keyspace.NODES)]
+                for prefix in (keyspace.DESIRED, keyspace.NODES, keyspace.STATUS)]
 
     async def _watch(self, prefix: str, start: int) -> None:
         try:
-            async for _event in self._etcd.watch_prefix(prefix, start_revision=start):
+            async for event in self._etcd.watch_prefix(prefix, start_revision=start):
+                if prefix == keyspace.STATUS and isinstance(event, PutEvent | DeleteEvent) \
+                        and keyspace.last_segment(event.key) not in self._awaited:
+                    continue
                 self._wake.set()
         finally:
             # A watch that gave up must not leave the loop blind until the next resync:
@@ -149,7 +155,8 @@ class Scheduler:
                                state.vnis):
             state = await read_state(self._etcd)
         decided = plan(state.services, state.networks, state.nodes, state.assignments,
-                       self.limits)
+                       self.limits, state.statuses)
+        self._awaited = frozenset(decided.awaited)
         for service, reason in sorted(decided.invalid.items()):
             log.warning("service %s is invalid and skipped: %s", service, reason)
         writer = _PassWriter(self._etcd, state, decided)
@@ -249,7 +256,8 @@ class _PassWriter:
         statics = static_ips(service.doc if service else None)
         for _attempt in range(CLAIM_ATTEMPTS):
             try:
-                res = resolve(write.spec, self._state.networks, self._vnis, self._book, statics)
+                res = resolve(write.spec, self._state.networks, self._vnis, self._book, statics,
+                              self._state.nodes)
             except AddressError as exc:
                 return str(exc)
             spec = res.spec

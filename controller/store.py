@@ -1,13 +1,16 @@
 """Desired state in etcd: Apply and Delete as all-or-nothing transactions.
 
-Called by server.py. Each request reads the keys it will touch (and the
-networks its services reference), decides, then writes everything in ONE
-transaction whose compares pin every key to the mod revision just read
-(optimistic concurrency). A lost race is retried a few times from a fresh read;
-after that the caller gets ConflictError.
+Called by server.py. Each request reads the keys it will touch, every stored network
+and service and the Ready nodes (one transaction), decides, then writes everything in
+ONE transaction whose compares pin every key to the mod revision just read, and the
+network and service ranges to that read's revision (the checks in applychecks.py looked
+at all of them: optimistic concurrency). A lost race is retried a few times from a
+fresh read; after that the caller gets ConflictError.
 
 Stored value: the validated document as canonical JSON (apiVersion, kind,
-metadata, spec), so equal files compare equal and re-apply is "unchanged".
+metadata, spec), so equal files compare equal and re-apply is "unchanged" (a stored
+document that parses to the same model counts as equal too, so fields added later with
+a default do not turn a re-apply into "configured").
 
 Deleting a network is refused while a service uses it. The Delete transaction
 guards the whole service range (no service key written after the read), not only
@@ -18,10 +21,13 @@ Parsing runs on a worker thread (asyncio.to_thread): berth.yamlsafe bounds its w
 the event loop keeps answering Get and the scheduler meanwhile. Limits (max replicas,
 name lengths) come from the controller's flags (berth.limits).
 
-A new network's subnet must not overlap any Ready node's own addresses or non-default
-routes (NodeRecord.addresses/routes, reported by the agents): a container would take a
-host's address or hide a route. Nodes that join later with an overlapping address are
-the scheduler's business (placement.py keeps the network's containers off them).
+Checks across documents (applychecks.py): a new network's subnet must not overlap any
+Ready node's own addresses, non-default routes or implicit networks (a container would
+take a host's address or hide a route), bridge networks must not overlap each other,
+networks in use keep their settings, network_mode targets exist, subnets have room for
+their replicas, and published ports can land. Nodes that join later with an overlapping
+address are the scheduler's business (placement.py keeps the network's containers off
+them).
 
 Overlay networks get their VNI (vni.py) in the Apply transaction that creates
 them (or that re-applies one found without a VNI) and lose it in the Delete
@@ -31,7 +37,6 @@ transaction that removes them.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,8 +55,8 @@ from berth.manifest import (
     load_manifest,
     parse_document,
 )
-from berth.netaddr import is_assignable
 from berth.records import NodeRecord
+from controller import applychecks as checks
 from controller import vni
 from controller.errors import InUseError
 from protos.etcd import rpc_pb2
@@ -147,26 +152,16 @@ async def _apply_once(
     ref_keys = [keyspace.desired("Network", n) for n in referenced]
     overlays = [d.name for d in in_file.values() if vni.needs_vni(d)]
     state_keys = [keyspace.netstate(n) for n in overlays]
-    current, revision = await _read(etcd, keys + ref_keys + state_keys)
-    networks: dict[str, NetworkDocument] = dict(in_file)
-    for name, key in zip(referenced, ref_keys, strict=True):
-        raw = current[key].value
-        doc = parse_document("Network", raw) if raw is not None else None
-        if isinstance(doc, NetworkDocument):
-            networks[name] = doc
+    snapshot = await _read_with_state(etcd, keys + ref_keys + state_keys)
+    current, revision = snapshot.keys, snapshot.revision
+    checks.check_all(source, docs, snapshot.desired(docs))
     results: list[Applied] = []
     puts: list[txn.Op] = []
-    new_networks = [d for d, k in zip(docs, keys, strict=True)
-                    if isinstance(d, NetworkDocument) and current[k].value is None]
-    if new_networks:
-        await _check_underlay(etcd, source, new_networks)
     for doc, key in zip(docs, keys, strict=True):
-        _check_references(source, doc, networks)
         body = doc.to_json()
         old = current[key].value
-        if old is not None and isinstance(doc, NetworkDocument):
-            _check_network_change(source, doc, old)
-        action = "created" if old is None else "unchanged" if old == body else "configured"
+        action = "created" if old is None else "unchanged" if _same(doc, old, body) \
+            else "configured"
         results.append(Applied(doc.kind, doc.name, action))
         if action != "unchanged":
             puts.append(txn.put(key, body))
@@ -182,7 +177,10 @@ async def _apply_once(
         puts += vni_puts
     if not puts:
         return results, revision
-    compares = [current[k].guard(k) for k in keys + ref_keys] + vni_compares
+    # The checks read every network and service: none may be written meanwhile.
+    compares = [current[k].guard(k) for k in keys + ref_keys] + vni_compares + [
+        _RangeUnchanged(keyspace.desired_prefix(kind), revision)
+        for kind in ("Network", "Service")]
     ok, responses = await etcd.transaction(compares, [*puts, txn.get(keys[0])])
     if not ok:
         raise ConflictError(f"{source}: another client changed the same objects; try again")
@@ -190,31 +188,74 @@ async def _apply_once(
     return results, last.revision if isinstance(last, Listing) else revision
 
 
-def _check_references(source: str, doc: Document, networks: dict[str, NetworkDocument]) -> None:
-    if not isinstance(doc, ServiceDocument):
-        return
-    where = f"{source}: Service/{doc.name}: spec.networks"
-    seen: dict[str, ipaddress.IPv4Network] = {}
-    for name, opts in doc.spec.attachments().items():
-        net = networks.get(name)
-        if net is None:
-            raise ManifestError(f'{where}.{name}: network "{name}" does not exist '
-                                "(define it in this file or apply it first)")
-        # One container cannot route to two networks with the same addresses.
-        for other, subnet in seen.items():
-            if subnet.overlaps(net.spec.network()):
-                raise ManifestError(f"{where}.{name}: subnet {net.spec.network()} overlaps "
-                                    f"network {other} ({subnet}); a container cannot join both")
-        seen[name] = net.spec.network()
-        if opts.ip is None:
+def _same(doc: Document, old: bytes, body: bytes) -> bool:
+    """Whether the stored document means what ``doc`` means.
+
+    Byte equality first; then the parsed form, so a document stored before a field with
+    a default existed (its JSON lacks the key) re-applies as "unchanged".
+    """
+    if old == body:
+        return True
+    try:
+        return parse_document(doc.kind, old) == doc
+    except ManifestError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One read for an Apply: the keys it writes or guards, and what the checks need."""
+
+    keys: dict[str, _Current]
+    revision: int
+    networks: dict[str, NetworkDocument]
+    services: dict[str, ServiceDocument]
+    nodes: list[NodeRecord]
+
+    def desired(self, docs: Sequence[Document]) -> checks.Desired:
+        return checks.Desired.of(docs, self.networks, self.services, self.nodes)
+
+
+async def _read_with_state(etcd: KeyValue, keys: Sequence[str]) -> _Snapshot:
+    prefixes = (keyspace.desired_prefix("Network"), keyspace.desired_prefix("Service"),
+                keyspace.NODES)
+    _, responses = await etcd.transaction(
+        [], [*(txn.get(k) for k in keys), *(txn.get_prefix(p) for p in prefixes)])
+    listings = [r for r in responses if isinstance(r, Listing)]
+    if len(listings) != len(keys) + len(prefixes):
+        raise RuntimeError("etcd answered a read-only transaction without its listings")
+    out: dict[str, _Current] = {}
+    for key, listing in zip(keys, listings, strict=False):
+        value, meta = listing.items[0] if listing.items else (None, None)
+        out[key] = _Current(value, meta)
+    networks_raw, services_raw, nodes_raw = listings[len(keys):]
+    revision = max(item.revision for item in listings)
+    networks = {d.name: d for d in _parsed(networks_raw, "Network")
+                if isinstance(d, NetworkDocument)}
+    services = {d.name: d for d in _parsed(services_raw, "Service")
+                if isinstance(d, ServiceDocument)}
+    return _Snapshot(out, revision, networks, services, _node_records(nodes_raw))
+
+
+def _parsed(listing: Listing, kind: str) -> list[Document]:
+    """The stored documents that parse; an invalid one is left out (get shows it)."""
+    out: list[Document] = []
+    for value, _meta in listing.items:
+        try:
+            out.append(parse_document(kind, value))
+        except ManifestError:
             continue
-        if doc.spec.replicas > 1:
-            raise ManifestError(f"{where}.{name}.ip: a static ip needs replicas: 1 "
-                                f"(got {doc.spec.replicas})")
-        subnet = net.spec.network()
-        if not is_assignable(opts.ip, subnet, net.spec.gateway or ""):
-            raise ManifestError(f"{where}.{name}.ip: {opts.ip} is not a free host address "
-                                f"of {subnet} (network {name})")
+    return out
+
+
+def _node_records(listing: Listing) -> list[NodeRecord]:
+    nodes = []
+    for value, meta in listing.items:
+        try:
+            nodes.append(NodeRecord.loads(value))
+        except ValueError as exc:
+            log.warning("skipping unreadable node record %s: %s", meta.key, exc)
+    return nodes
 
 
 def _check_stored_size(source: str, docs: Sequence[Document], puts: Sequence[txn.Op]) -> None:
@@ -229,49 +270,6 @@ def _check_stored_size(source: str, docs: Sequence[Document], puts: Sequence[txn
         raise ManifestError(
             f"{source}: {largest.kind}/{largest.name}: the file's stored form is {total} "
             f"bytes, more than the limit of {MAX_STORED_BYTES}; split it into several files")
-
-
-async def _check_underlay(
-    etcd: KeyValue, source: str, networks: Sequence[NetworkDocument]
-) -> None:
-    """Refuse a new network whose subnet collides with a Ready node's addresses or routes.
-
-    An existing network is not re-checked: its containers already run, and a node that
-    joined since is kept free of it by the scheduler.
-    """
-    # macvlan (not implemented yet) will be the exception: it may share its parent
-    # interface's LAN subnet, with IPAM skipping the nodes' addresses and the gateway.
-    listing = await etcd.get_prefix(keyspace.NODES)
-    nodes = []
-    for value, meta in listing.items:
-        try:
-            nodes.append(NodeRecord.loads(value))
-        except ValueError as exc:
-            log.warning("skipping unreadable node record %s: %s", meta.key, exc)
-    for doc in networks:
-        subnet = doc.spec.network()
-        for node in sorted(nodes, key=lambda n: n.name):
-            clash = node.overlap(subnet)
-            if clash is not None:
-                raise ManifestError(
-                    f"{source}: Network/{doc.name}: spec.subnet: {subnet} overlaps {clash}; "
-                    "pick a range that no node uses")
-
-
-def _check_network_change(source: str, doc: NetworkDocument, old_raw: bytes) -> None:
-    # Addresses already handed out and VXLAN state on every host depend on these;
-    # Docker treats networks as immutable for the same reason.
-    try:
-        old = parse_document("Network", old_raw)
-    except ManifestError:
-        return      # replacing an invalid stored network is how it gets repaired
-    assert isinstance(old, NetworkDocument)
-    for name in ("driver", "subnet", "gateway"):
-        before, after = getattr(old.spec, name), getattr(doc.spec, name)
-        if before != after:
-            raise ManifestError(
-                f"{source}: Network/{doc.name}: spec.{name}: cannot change a network's {name} "
-                f"({before} -> {after}); delete the network and apply it again")
 
 
 async def delete(

@@ -147,14 +147,14 @@ async def _ipam_and_assignments(endpoint: str) -> tuple[list[tuple[str, str]], d
     async with Etcd3Client(endpoint) as etcd:
         ipam = await etcd.get_prefix("/berth/ipam/")
         assigned = await etcd.get_prefix("/berth/assign/")
-    allocations = [
-        (m.key.split("/")[3] + "/" + m.key.split("/")[4], v.decode()) for v, m in ipam.items
-    ]
+    # <net>/<ip>, or <net>/<node>/<ip> for node-local networks (the gateway bridge).
+    allocations = [(m.key.removeprefix("/berth/ipam/"), v.decode()) for v, m in ipam.items]
     by_container = {}
     for value, _meta in assigned.items:
         spec = ContainerSpec.loads(value)
         for att in spec.networks:
-            by_container[f"{att.network}/{att.ip}"] = spec.name
+            node = f"{spec.node}/" if att.driver == "bridge" else ""
+            by_container[f"{att.network}/{node}{att.ip}"] = spec.name
     return allocations, by_container
 
 

@@ -57,7 +57,8 @@ def test_replicas_run(lab: Lab) -> None:
     assert {rows["web-1"]["state"], rows["web-2"]["state"]} == {"running"}
     assert rows["web-1"]["service"] == "web"
     assert rows["web-1"]["node"] == "h1"
-    assert rows["web-1"]["networks"] == {}
+    # No networks: the default network, on the node's bip.
+    assert list(rows["web-1"]["networks"]) == ["bridge"]
 
 
 def test_daemons_serve_metrics(lab: Lab) -> None:

@@ -72,7 +72,8 @@ class Cluster:
         return {meta.key: value for value, meta in listing.items}
 
     async def add_node(self, name: str, agent_addr: str = "127.0.0.1:1") -> None:
-        record = NodeRecord(name=name, address="192.0.2.10", agent_addr=agent_addr)
+        record = NodeRecord(name=name, address="192.0.2.10", agent_addr=agent_addr,
+                            bip="172.17.0.1/16", gwbridge="172.18.0.1/16")
         await self.etcd.put(keyspace.node(name), record.dumps())
 
     async def placements(self) -> dict[str, str]:
@@ -140,8 +141,8 @@ async def test_dry_run_writes_nothing(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("text", "details"),
     [
-        (APP.replace("replicas: 2", "replicas: 2\n  ports: ['80:80']"),
-         "app.yaml: Service/web: spec.ports: not supported yet"),
+        (APP.replace("replicas: 2", "replicas: 2\n  volumes: ['/a:/a']"),
+         "app.yaml: Service/web: spec.volumes: not supported yet"),
         (APP.replace("kind: Service", "kind: Servce"),
          'app.yaml: document 2: kind: unknown kind "Servce" (expected Network or Service)'),
         (APP.split("---\n")[1],
@@ -191,7 +192,9 @@ async def test_scheduler_spreads_replicas_one_per_node(cluster: Cluster) -> None
     spec = ContainerSpec.loads(raw)
     assert (spec.service, spec.image, spec.command, spec.generation) == (
         "web", "busybox:latest", ("httpd", "-f", "-p", "80"), 1)
-    assert [(a.network, a.driver) for a in spec.networks] == [("appnet", "overlay")]
+    # An overlay that is not internal gives no default route: the gateway bridge does.
+    assert [(a.network, a.driver, a.default_route) for a in spec.networks] == [
+        ("appnet", "overlay", False), ("berth-gwbridge", "bridge", True)]
     before = await cluster.snapshot()
     assert (await cluster.scheduler.run_pass()).empty
     assert await cluster.snapshot() == before

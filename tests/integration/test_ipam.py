@@ -40,6 +40,8 @@ spec:
   image: busybox:latest
   networks: [appnet]
 """
+# The overlay is not internal, so each replica also joins its node's gateway bridge.
+GW_KEY = "berth-gwbridge/host1/172.18.0.2"
 
 
 class Cluster:
@@ -52,7 +54,8 @@ class Cluster:
         await store.apply(self.etcd, "app.yaml", text)
 
     async def add_node(self, name: str) -> None:
-        record = NodeRecord(name=name, address="192.0.2.10", agent_addr="127.0.0.1:1")
+        record = NodeRecord(name=name, address="192.0.2.10", agent_addr="127.0.0.1:1",
+                            bip="172.17.0.1/16", gwbridge="172.18.0.1/16")
         await self.etcd.put(keyspace.node(name), record.dumps())
 
     async def under(self, prefix: str) -> dict[str, str]:
@@ -112,7 +115,8 @@ async def test_replicas_get_distinct_addresses_released_on_scale_down_and_delete
     assert await cluster.specs() == specs
 
     nets = (await cluster.get("networks")).networks
-    assert [(n.name, n.vni, n.gateway) for n in nets] == [("appnet", 4096, "10.42.0.1")]
+    assert [(n.name, n.vni, n.gateway, list(n.nodes)) for n in nets] == [
+        ("appnet", 4096, "10.42.0.1", []), ("bridge", 0, "172.17.0.1", ["host1", "host2"])]
     ctrs = (await cluster.get("containers")).containers
     assert {c.name: (c.networks["appnet"].ip, c.networks["appnet"].mac) for c in ctrs} == {
         s.name: (s.networks[0].ip, s.networks[0].mac) for s in specs.values()}
@@ -167,7 +171,8 @@ async def test_missing_vni_is_repaired_and_orphans_collected(cluster: Cluster) -
     assert await cluster.under(keyspace.VNI) == {"4096": "appnet"}
     spec = (await cluster.specs())["web-1"]
     assert (spec.networks[0].ip, spec.networks[0].vni) == ("10.42.0.2", 4096)
-    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.2": "web-1"}
+    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.2": "web-1",
+                                                  GW_KEY: "web-1"}
     assert await cluster.under(keyspace.ENDPOINTS) == {}
 
 
@@ -180,7 +185,8 @@ async def test_leftover_address_is_reused_and_lost_one_reclaimed(cluster: Cluste
     assert (await cluster.specs())["web-1"].networks[0].ip == "10.42.0.7"
     await cluster.etcd.delete(keyspace.ipam("appnet", "10.42.0.7"))        # lost by hand
     await cluster.scheduler.run_pass()
-    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.7": "web-1"}
+    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.7": "web-1",
+                                                  GW_KEY: "web-1"}
     assert (await cluster.specs())["web-1"].generation == 1
 
 
@@ -247,4 +253,5 @@ async def test_a_claim_lost_to_a_rival_takes_the_next_address(
     assert [c.spec.name for c in decided.creates] == ["web-1"]
     assert (await cluster.specs())["web-1"].networks[0].ip == "10.42.0.3"
     # The rival has no assignment, so the same pass collected its address.
-    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.3": "web-1"}
+    assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.3": "web-1",
+                                                  GW_KEY: "web-1"}

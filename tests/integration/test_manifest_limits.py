@@ -77,7 +77,7 @@ class Cluster:
                        routes: tuple[str, ...] = ()) -> None:
         record = NodeRecord(
             name=name, address=addresses[0].split("/")[0] if addresses else "192.0.2.10",
-            agent_addr="127.0.0.1:1",
+            agent_addr="127.0.0.1:1", bip="172.17.0.1/16", gwbridge="172.18.0.1/16",
             addresses=tuple(HostPrefix(cidr=a, device="eth0") for a in addresses),
             routes=tuple(HostPrefix(cidr=r, device="wg0") for r in routes))
         await self.etcd.put(keyspace.node(name), record.dumps())

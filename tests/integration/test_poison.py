@@ -84,7 +84,8 @@ class Daemon:
 async def poisoned(etcd_server: EtcdServer, tmp_path: Path) -> AsyncIterator[Daemon]:
     async with Etcd3Client(etcd_server.endpoint) as etcd:
         await etcd.put(keyspace.node("host1"), NodeRecord(
-            name="host1", address="192.0.2.10", agent_addr="127.0.0.1:1").dumps())
+            name="host1", address="192.0.2.10", agent_addr="127.0.0.1:1",
+            bip="172.17.0.1/16", gwbridge="172.18.0.1/16").dumps())
         await etcd.put(keyspace.desired("Service", "junk"), b"{not json")
         await etcd.put(keyspace.desired("Service", "neg"), SCHEMA_INVALID)
         await etcd.put(keyspace.desired("Network", "badnet"), b"[]")

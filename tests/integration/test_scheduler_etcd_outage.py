@@ -55,7 +55,8 @@ async def test_scheduler_survives_etcd_outage_and_places_new_service_after(
     caplog.set_level(logging.WARNING, logger="controller.scheduler")
     async with Etcd3Client(etcd_server.endpoint, timeout=2.0) as etcd:
         await etcd.put(keyspace.node("host1"), NodeRecord(
-            name="host1", address="192.0.2.10", agent_addr="127.0.0.1:1").dumps())
+            name="host1", address="192.0.2.10", agent_addr="127.0.0.1:1",
+            bip="172.17.0.1/16", gwbridge="172.18.0.1/16").dumps())
         scheduler = Scheduler(etcd)
         task = asyncio.create_task(scheduler.run(), name="scheduler")
         try:

@@ -74,16 +74,18 @@ def test_equivalent_shapes_store_identically() -> None:
          'app.yaml: Service/web: spec.replicas: wrong type: expected integer, got string "2"'),
         ("kind: Service", "kind: Servce",
          'app.yaml: document 2: kind: unknown kind "Servce" (expected Network or Service)'),
-        ("replicas: 2", "replicas: 2\n  ports: ['8080:80/tcp']",
-         "app.yaml: Service/web: spec.ports: not supported yet"),
+        ("replicas: 2", "replicas: 2\n  volumes: ['/srv:/srv']",
+         "app.yaml: Service/web: spec.volumes: not supported yet"),
         ("replicas: 2", "replicas: 2\n  restart: always",
          "app.yaml: Service/web: spec.restart: not supported yet"),
         ("placement: {node: host2}", "placement: {constraints: [a=b]}",
          "app.yaml: Service/web: spec.placement.constraints: not supported yet"),
-        ("driver: overlay", "driver: bridge",
-         'app.yaml: Network/appnet: spec.driver: driver "bridge" is not supported yet'),
+        ("driver: overlay", "driver: host",
+         'app.yaml: Network/appnet: spec.driver: driver "host" is not a network driver here: '
+         "use network_mode: host on the service"),
         ("options: {}", "options: {mtu: '1400'}",
-         "app.yaml: Network/appnet: spec.options: network options are not supported yet"),
+         'app.yaml: Network/appnet: spec.options.mtu: unknown option "mtu" for driver overlay '
+         "(it takes none)"),
         ("{appnet: {aliases: [frontend], ip: 10.42.0.9}}", "[appnet, Bad_Net]",
          'app.yaml: Service/web: spec.networks[1]: invalid name "Bad_Net": must be a DNS label '
          "(lower-case letters, digits and '-', at most 63 characters)"),
@@ -146,21 +148,26 @@ def test_duplicate_name_in_one_file() -> None:
 
 
 def test_several_errors_are_counted_on_one_line() -> None:
-    bad = GOOD.replace("replicas: 2", "replicas: -1\n  ports: [1]\n  volumez: []")
+    bad = GOOD.replace("replicas: 2", "replicas: -1\n  ports: [70000]\n  volumez: []")
     assert _error(bad) == ("app.yaml: Service/web: spec.replicas: Input should be greater than "
                            "or equal to 0 (and 2 more)")
 
 
 def test_null_unsupported_field_counts_as_absent() -> None:
-    web = load_manifest("app.yaml", GOOD.replace("replicas: 2", "replicas: 2\n  network_mode:"))[1]
-    assert isinstance(web, ServiceDocument) and b"network_mode" not in web.to_json()
+    web = load_manifest("app.yaml", GOOD.replace("replicas: 2", "replicas: 2\n  hostname:"))[1]
+    assert isinstance(web, ServiceDocument) and b"hostname" not in web.to_json()
 
 
 def test_json_schema_describes_supported_fields_only() -> None:
     schema = manifest_json_schema()
     text = json.dumps(schema)
     service = schema["$defs"]["ServiceSpec"]
-    assert {"replicas", "image", "networks", "placement"} <= set(service["properties"])
-    assert "ports" not in service["properties"]
+    assert {"replicas", "image", "networks", "placement", "ports", "network_mode"} <= set(
+        service["properties"])
+    assert "hostname" not in service["properties"] and "volumes" not in service["properties"]
+    network = schema["$defs"]["NetworkSpec"]["properties"]
+    assert network["driver"]["enum"] == ["overlay", "bridge", "macvlan"]
+    assert {"internal", "mtu", "ip_range", "aux_addresses", "options"} <= set(network)
+    assert "ipv6" not in network
     assert service["additionalProperties"] is False
     assert "berth/v1" in text and schema["discriminator"]["propertyName"] == "kind"

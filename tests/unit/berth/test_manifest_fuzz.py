@@ -25,14 +25,14 @@ from hypothesis import strategies as st
 
 from berth.errors import ManifestError
 from berth.manifest import load_manifest
-from tests.manifests import FULL
+from tests.manifests import FULL, NETWORKING
 
 EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 ROOT = Path(__file__).resolve().parents[3]
-SEEDS = [(ROOT / "examples" / "hello.yaml").read_text(), FULL]
+SEEDS = [(ROOT / "examples" / "hello.yaml").read_text(), FULL, NETWORKING]
 # Python's own exception names must never reach a user.
 CLASS_NAMES = re.compile(
     r"Traceback|<class|\b(ValueError|TypeError|KeyError|IndexError|AttributeError|"
@@ -42,6 +42,8 @@ CLASS_NAMES = re.compile(
 TOKENS = [
     "a", "b", "apiVersion", "kind", "Service", "Network", "metadata", "name", "spec",
     "replicas", "image", "env", "command", "networks", "subnet", "<<", "berth/v1",
+    "ports", "network_mode", "options", "parent", "driver", "macvlan", "bridge", "host",
+    "container:", "service:", "8080:80", "/udp", "::", "[::1]", "65536", "ingress",
     ": ", ":", "- ", "-", "\n", "  ", "    ", "[", "]", "{", "}", ", ", "&a ", "*a", "&b ",
     "*b", "!!str ", "!!int ", "!!binary ", "!!set ", "!!timestamp ", "!!python/object ",
     "!foo ", "? ", "|", ">", "'", '"', "#", "---\n", "...\n", "%YAML 1.1\n", "0x1F", "1e9",

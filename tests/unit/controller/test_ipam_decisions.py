@@ -168,7 +168,8 @@ def test_get_containers_shows_a_full_subnet_as_pending_reason() -> None:
     assert isinstance(doc, ServiceDocument)
     state = ClusterState(
         revision=9, services={"web": DesiredService(doc, 5)}, networks={"appnet": net},
-        nodes={"host1": NodeRecord(name="host1", address="192.0.2.1", agent_addr="x:1")},
+        nodes={"host1": NodeRecord(name="host1", address="192.0.2.1", agent_addr="x:1",
+                                   bip="172.17.0.1/16", gwbridge="172.18.0.1/16")},
         vnis=VniTable(by_network={"appnet": Owned("4096", 3)}))
     ctrs = getters.get(state, "containers").containers
     # web-1 still fits (it shows up once the scheduler assigns it); web-2 never will.

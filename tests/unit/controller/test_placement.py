@@ -31,7 +31,8 @@ def networks() -> dict[str, NetworkDocument]:
 
 
 def nodes(*names: str) -> dict[str, NodeRecord]:
-    return {n: NodeRecord(name=n, address="192.0.2.1", agent_addr="192.0.2.1:7701")
+    return {n: NodeRecord(name=n, address="192.0.2.1", agent_addr="192.0.2.1:7701",
+                          bip="172.17.0.1/16", gwbridge="172.18.0.1/16")
             for n in names}
 
 
@@ -128,11 +129,14 @@ def test_pinning_to_another_node_moves_the_container() -> None:
     assert where(result) == {"web-1": "host2"}
 
 
+GWBRIDGE = ("berth-gwbridge", "bridge", "", ())
+
+
 @pytest.mark.parametrize(
     ("networks_yaml", "expected"),
-    [("  networks: [appnet]\n", (("appnet", "overlay", "", ()),)),
+    [("  networks: [appnet]\n", (("appnet", "overlay", "", ()), GWBRIDGE)),
      ("  networks: {appnet: {aliases: [front], ip: 10.42.0.9}}\n",
-      (("appnet", "overlay", "10.42.0.9", ("front",)),))],
+      (("appnet", "overlay", "10.42.0.9", ("front",)), GWBRIDGE))],
     ids=["short-form", "aliases-and-ip"],
 )
 def test_attachments_carry_network_driver_and_intent(
@@ -146,6 +150,7 @@ def test_attachments_carry_network_driver_and_intent(
 def test_ipam_filled_address_is_kept_when_intent_unchanged() -> None:
     web = service(replicas=1, extra="  networks: [appnet]\n")
     base = placed(web, "web-1", "h")
-    filled = base.spec.networks[0].model_copy(update={"ip": "10.42.0.5", "prefixlen": 24})
-    current = Assignment("h", base.spec.model_copy(update={"networks": (filled,)}), 3)
+    filled = tuple(a.model_copy(update={"ip": f"10.42.0.{5 + i}", "prefixlen": 24})
+                   for i, a in enumerate(base.spec.networks))
+    current = Assignment("h", base.spec.model_copy(update={"networks": filled}), 3)
     assert plan({"web": web}, networks(), nodes("h"), [current]).empty

@@ -45,6 +45,7 @@ def where(result: Plan) -> dict[str, str]:
 
 def node(name: str, *addresses: str, routes: tuple[str, ...] = ()) -> NodeRecord:
     return NodeRecord(name=name, address="192.0.2.1", agent_addr="192.0.2.1:7701",
+                      bip="172.17.0.1/16", gwbridge="172.18.0.1/16",
                       addresses=tuple(HostPrefix(cidr=a, device="eth0") for a in addresses),
                       routes=tuple(HostPrefix(cidr=r, device="wg0") for r in routes))
 
