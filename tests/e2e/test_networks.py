@@ -184,7 +184,9 @@ def fetch_from(ns: str, url: str) -> str:
 
 
 def wget_in(lab: Lab, ctr: str, url: str) -> str:
-    proc = lab.ctl("exec", ctr, "--", "wget", "-q", "-T", "5", "-O", "-", url, check=False)
+    # busybox 1.35's wget segfaults with -T, so the time limit comes from `timeout`.
+    proc = lab.ctl("exec", ctr, "--", "timeout", "5", "wget", "-q", "-O", "-", url,
+                   check=False)
     return proc.stdout
 
 
@@ -232,8 +234,10 @@ def test_bridge_replicas_on_one_node_ping_by_name(lab: Lab) -> None:
 
 
 def test_bridge_names_do_not_cross_nodes(lab: Lab) -> None:
+    # (Its address may well answer: h1 hands out the same addresses to its own replicas.)
     assert resolve(lab, "br-1", "far-1", "10.0.0.0/8") == []
-    assert not pings(lab, "br-1", ip_on(lab, "far-1", "local"))
+    assert resolve(lab, "far-1", "br-1", "10.0.0.0/8") == []
+    assert not pings(lab, "br-1", "far-1")
 
 
 def test_bridge_subnet_is_reused_per_node(lab: Lab) -> None:

@@ -212,8 +212,8 @@ BAD = {
     ),
     "unsupported-field": (
         "apiVersion: berth/v1\nkind: Service\nmetadata: {name: bad}\n"
-        "spec: {image: busybox:latest, ports: ['8080:80']}\n",
-        "Service/bad: spec.ports",
+        "spec: {image: busybox:latest, volumes: ['/data:/data']}\n",
+        "Service/bad: spec.volumes",
     ),
 }
 GOOD_FIRST = (

@@ -111,7 +111,8 @@ async def overlay(namespaces: Topo, tmp_path: Path) -> AsyncIterator[Topo]:
         hosts[n] = OverlayHost(NET, topo.ctx[n])
         await hosts[n].ensure()
         result = await OverlayDriver(topo.ctx[n]).add(topo.atts[n], NET)
-        ResultStore(tmp_path / f"h{n}").store(f"web-{n}", "appnet", result, NET, "eth0")
+        ResultStore(tmp_path / f"h{n}").store(f"web-{n}", "appnet", result, NET,
+                                               topo.atts[n])
     peers = frozenset(Peer(a.ip, a.mac, topo.host_ip(n)) for n, a in topo.atts.items())
     for n in (1, 2):
         await hosts[n].sync(peers)
