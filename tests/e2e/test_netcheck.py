@@ -66,7 +66,7 @@ def test_healthy_lab_is_a_full_green_matrix(lab: Lab) -> None:
     nets = {n["name"]: n for n in data["networks"]}
     # Overlay-only replicas also join the gateway bridge: listed, never probed (icc off).
     assert set(nets) == {"appnet", "othernet", "berth-gwbridge"}
-    assert nets["berth-gwbridge"]["cells"] == []
+    assert {c["status"] for c in nets["berth-gwbridge"]["cells"]} == {"skip"}
     appnet = nets["appnet"]
     assert sorted(c["node"] for c in appnet["containers"]) == ["h1", "h2", "h3"]
     assert len(appnet["cells"]) == 6 and {c["status"] for c in appnet["cells"]} == {"ok"}
