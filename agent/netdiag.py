@@ -26,8 +26,8 @@ from agent.netresults import ResultStore
 from berth.errors import UserError
 from netplugins.bridge import config as bridge
 from netplugins.contract import HostContext
-from netplugins.netlink import link_index, link_info, route_socket
-from netplugins.overlay.devices import IFF_UP, bridge_name, vxlan_name
+from netplugins.netlink import IFF_UP, link_index, link_info, route_socket
+from netplugins.overlay.devices import bridge_name, vxlan_name
 from netplugins.overlay.fdb import read_entries
 from protos import netcheck_pb2
 

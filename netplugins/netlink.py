@@ -26,6 +26,7 @@ from netplugins.errors import KernelError, NetnsNotFoundError
 T = TypeVar("T")
 
 NETNS_RUN_DIR = "/run/netns"
+IFF_UP = 0x1                   # a link's "up" flag (linux/if.h)
 
 
 def netns_path(netns: str) -> str:

@@ -16,9 +16,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from netplugins.bridge.config import BridgeConf, port_prefix
 from netplugins.contract import mac_from_ip
 from netplugins.errors import KernelError
-from netplugins.netlink import kernel, link_index, link_info, tolerate
+from netplugins.netlink import IFF_UP, kernel, link_index, link_info, tolerate
 
-IFF_UP = 0x1
 HAIRPIN = 1
 
 

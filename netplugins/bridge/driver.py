@@ -16,12 +16,12 @@ from __future__ import annotations
 import errno
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 from netplugins.bridge.config import BridgeConf, container_owner, veth_name
 from netplugins.bridge.devices import (
     HAIRPIN,
-    IFF_UP,
     check_bridge,
     ensure_bridge,
     port_hairpin,
@@ -40,11 +40,15 @@ from netplugins.contract import (
 )
 from netplugins.errors import AttachConflictError, CheckFailedError, NetnsNotFoundError
 from netplugins.netlink import kernel, link_index, link_info, netns_path, route_socket, tolerate
+from netplugins.sandbox import (
+    DEFAULT_DST,
+    address_problems,
+    configure,
+    link_problems,
+    remove_link,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DST = "0.0.0.0/0"
-
 
 class BridgeDriver:
     """CNI-style driver for ``driver: bridge`` networks (and the implicit node networks)."""
@@ -72,13 +76,13 @@ class BridgeDriver:
                     peer={"ifname": att.ifname, "net_ns_fd": sandbox, "address": mac,
                           "mtu": conf.mtu},
                 ))
-                undo.push_async_callback(_remove_veth, ipr, host_if)
+                undo.push_async_callback(remove_link, ipr, host_if)
                 index = await link_index(ipr, host_if)
                 await kernel(f"attach {host_if} to {conf.bridge}", ipr.link(
                     "set", index=index, master=br_index, state="up"))
                 await kernel(f"hairpin on {host_if}", ipr.brport("set", index=index,
                                                                  mode=HAIRPIN))
-                await _configure_container(cns, att, str(conf.gateway))
+                await configure(cns, replace(att, gateway=str(conf.gateway)))
                 ports = container_ruleset(conf, att)
                 if ports.chains:
                     undo.push_async_callback(fw.remove, ports.owner)
@@ -121,23 +125,7 @@ class BridgeDriver:
         names = {veth_name(net.name, att)} | ({host.name} if host else set())
         async with route_socket(self._ctx.host_netns) as ipr:
             for name in sorted(names):
-                await _remove_veth(ipr, name)
-
-
-async def _remove_veth(ipr: Any, name: str) -> None:
-    await kernel(f"delete {name}", tolerate(ipr.link("del", ifname=name), errno.ENODEV))
-
-
-async def _configure_container(cns: Any, att: Attachment, gateway: str) -> None:
-    index = await link_index(cns, att.ifname)
-    await kernel(f"address {att.cidr} on {att.ifname}", cns.addr(
-        "add", index=index, address=att.ip, prefixlen=att.prefixlen))
-    await kernel(f"set {att.ifname} up", cns.link("set", index=index, state="up"))
-    lo = await link_index(cns, "lo")
-    await kernel("set lo up", cns.link("set", index=lo, state="up"))
-    if att.default_route:
-        await kernel(f"default route via {gateway}", cns.route(
-            "add", dst=DEFAULT_DST, gateway=gateway, oif=index))
+                await remove_link(ipr, name)
 
 
 async def _check_port(ipr: Any, conf: BridgeConf, host_if: str) -> list[str]:
@@ -150,7 +138,7 @@ async def _check_port(ipr: Any, conf: BridgeConf, host_if: str) -> list[str]:
         problems.append(f"host veth {host_if} is not a port of {conf.bridge}")
     elif br_index is not None and not port_hairpin(info):
         problems.append(f"host veth {host_if} has hairpin mode off")
-    problems += _link_problems(info, f"host veth {host_if}", conf.mtu)
+    problems += link_problems(info, f"host veth {host_if}", conf.mtu)
     return problems
 
 
@@ -160,35 +148,6 @@ async def _check_container(att: Attachment, conf: BridgeConf) -> list[str]:
         if info is None:
             return [f"{att.ifname} is missing in the container"]
         where = f"container {att.ifname}"
-        problems = _link_problems(info, where, conf.mtu)
-        mac = att.mac or mac_from_ip(att.ip)
-        if info.get_attr("IFLA_ADDRESS") != mac:
-            problems.append(f"{where} has MAC {info.get_attr('IFLA_ADDRESS')}, want {mac}")
-        addrs = {
-            (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-            async for m in await kernel("dump addresses", cns.addr("dump"))
-            if m["index"] == info["index"]
-        }
-        if (att.ip, att.prefixlen) not in addrs:
-            problems.append(f"{where} lacks address {att.cidr}")
-        gateway = str(conf.gateway)
-        if att.default_route and not await _has_default_route(cns, info["index"], gateway):
-            problems.append(f"{where} has no default route via {gateway}")
-        return problems
-
-
-async def _has_default_route(cns: Any, index: int, gateway: str) -> bool:
-    async for route in await kernel("dump routes", cns.route("dump")):
-        if (route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY") == gateway
-                and route.get_attr("RTA_OIF") == index and route["table"] == 254):
-            return True
-    return False
-
-
-def _link_problems(info: Any, where: str, mtu: int) -> list[str]:
-    problems = []
-    if not info["flags"] & IFF_UP:
-        problems.append(f"{where} is down")
-    if info.get_attr("IFLA_MTU") != mtu:
-        problems.append(f"{where} has MTU {info.get_attr('IFLA_MTU')}, want {mtu}")
-    return problems
+        return link_problems(info, where, conf.mtu) + await address_problems(
+            cns, info, replace(att, gateway=str(conf.gateway)), where,
+            mac=att.mac or mac_from_ip(att.ip))

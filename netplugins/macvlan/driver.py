@@ -10,7 +10,6 @@ container's namespace and dies with it.
 
 from __future__ import annotations
 
-import errno
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -35,17 +34,22 @@ from netplugins.errors import (
 )
 from netplugins.macvlan.config import MacvlanConf, macvlan_mtu, parse
 from netplugins.macvlan.parent import (
-    IFF_UP,
     ensure_anchor,
     ensure_parent,
     parent_lock,
     unusable,
 )
-from netplugins.netlink import kernel, link_index, link_info, netns_path, route_socket, tolerate
+from netplugins.netlink import link_index, link_info, netns_path, route_socket
+from netplugins.sandbox import (
+    DEFAULT_DST,
+    address_problems,
+    configure,
+    link_problems,
+    remove_link,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DST = "0.0.0.0/0"
 
 
 def refuse(att: Attachment, net: NetConf) -> MacvlanConf:
@@ -124,23 +128,13 @@ class MacvlanDriver:
     @staticmethod
     async def _configure(cns: Any, att: Attachment) -> str:
         """Address, up, lo up, default route; returns the interface's MAC."""
-        index = await link_index(cns, att.ifname)
-        if index is None:
-            raise NetnsNotFoundError(f"{att.ifname} vanished from {att.netns} after ADD made it")
-        await kernel(f"address {att.cidr} on {att.ifname}", cns.addr(
-            "add", index=index, address=att.ip, prefixlen=att.prefixlen))
-        await kernel(f"set {att.ifname} up", cns.link("set", index=index, state="up"))
-        lo = await link_index(cns, "lo")
-        await kernel("set lo up", cns.link("set", index=lo, state="up"))
-        if att.default_route:
-            await kernel(f"default route via {att.gateway}", cns.route(
-                "add", dst=DEFAULT_DST, gateway=att.gateway, oif=index))
+        await configure(cns, att)
         info = await link_info(cns, att.ifname)
         return str(info.get_attr("IFLA_ADDRESS")) if info is not None else ""
 
     @staticmethod
     async def _remove(cns: Any, ifname: str) -> None:
-        await kernel(f"delete {ifname}", tolerate(cns.link("del", ifname=ifname), errno.ENODEV))
+        await remove_link(cns, ifname)
 
     async def check(self, att: Attachment, net: NetConf, prev: AttachResult) -> None:
         conf = parse(net)
@@ -165,15 +159,7 @@ class MacvlanDriver:
                 return [f"{att.ifname} is missing in the container"]
             where = f"container {att.ifname}"
             problems = _link_problems(info, where, conf, prev, parent)
-            addrs = {
-                (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                async for m in await kernel("dump addresses", cns.addr("dump"))
-                if m["index"] == info["index"]
-            }
-            if (att.ip, att.prefixlen) not in addrs:
-                problems.append(f"{where} lacks address {att.cidr}")
-            if att.default_route and not await _has_default(cns, info["index"], att.gateway):
-                problems.append(f"{where} lacks the default route via {att.gateway}")
+            problems += await address_problems(cns, info, att, where)
             return problems
 
     async def delete(self, att: Attachment, net: NetConf, prev: AttachResult | None) -> None:
@@ -205,20 +191,9 @@ def _link_problems(
         problems.append(f"{where} is in {mode} mode, want {conf.mode}")
     if parent is not None and info.get_attr("IFLA_LINK") != parent["index"]:
         problems.append(f"{where} is not on parent {conf.parent}")
-    if not info["flags"] & IFF_UP:
-        problems.append(f"{where} is down")
-    if prev.mtu and info.get_attr("IFLA_MTU") != prev.mtu:
-        problems.append(f"{where} has MTU {info.get_attr('IFLA_MTU')}, want {prev.mtu}")
+    problems += link_problems(info, where, prev.mtu)
     inside = next((i for i in prev.interfaces if i.sandbox), None)
     if inside is not None and inside.mac and info.get_attr("IFLA_ADDRESS") != inside.mac:
         problems.append(f"{where} has MAC {info.get_attr('IFLA_ADDRESS')}, want {inside.mac}")
     return problems
 
-
-async def _has_default(cns: Any, index: int, gateway: str) -> bool:
-    async for route in await kernel("dump routes", cns.route("dump", family=2)):
-        if (route["dst_len"] == 0 and route["table"] == 254
-                and route.get_attr("RTA_OIF") == index
-                and route.get_attr("RTA_GATEWAY") == gateway):
-            return True
-    return False

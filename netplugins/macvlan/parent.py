@@ -32,12 +32,11 @@ from netplugins.macvlan.config import (
     anchor_name,
     check_vlan_id,
 )
-from netplugins.netlink import kernel, link_index, link_info, tolerate
+from netplugins.netlink import IFF_UP, kernel, link_index, link_info, tolerate
 
 log = logging.getLogger(__name__)
 
 ARPHRD_ETHER = 1
-IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 RT_SCOPE_LINK = 253
 

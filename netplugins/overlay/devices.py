@@ -15,12 +15,11 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netplugins.contract import NetConf, Underlay
 from netplugins.errors import KernelError, NetworkConfigError
-from netplugins.netlink import kernel, link_index, link_info, tolerate
+from netplugins.netlink import IFF_UP, kernel, link_index, link_info, tolerate
 
 VXLAN_PORT = 4789          # IANA; Linux defaults to 8472 unless told
 VXLAN_OVERHEAD = 50        # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 MAX_VNI = (1 << 24) - 1
-IFF_UP = 0x1
 
 
 def bridge_name(vni: int) -> str:

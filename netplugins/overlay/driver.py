@@ -16,7 +16,6 @@ import errno
 import hashlib
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
 
 from netplugins.contract import (
     Attachment,
@@ -37,13 +36,13 @@ from netplugins.netlink import (
     tolerate,
 )
 from netplugins.overlay.devices import (
-    IFF_UP,
     bridge_name,
     check_devices,
     ensure_devices,
     overlay_mtu,
     port_alias,
 )
+from netplugins.sandbox import address_problems, configure, link_problems, remove_link
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +81,11 @@ class OverlayDriver:
                     peer={"ifname": att.ifname, "net_ns_fd": sandbox, "address": mac, "mtu": mtu},
                 ))
                 # Deleting the host end takes the container end with it.
-                undo.push_async_callback(self._remove_veth, ipr, host_if)
+                undo.push_async_callback(remove_link, ipr, host_if)
                 await kernel(f"attach {host_if} to bridge", ipr.link(
                     "set", ifname=host_if, master=br_index, state="up",
                     ifalias=port_alias(net.vni)))
-                await self._configure_container(cns, att)
+                await configure(cns, att)
                 host_info = await link_info(ipr, host_if)
                 host_mac = host_info.get_attr("IFLA_ADDRESS") if host_info else ""
                 undo.pop_all()
@@ -96,18 +95,6 @@ class OverlayDriver:
             bridge=bridge_name(net.vni),
             mtu=mtu,
         )
-
-    async def _configure_container(self, cns: Any, att: Attachment) -> None:
-        index = await link_index(cns, att.ifname)
-        await kernel(f"address {att.cidr} on {att.ifname}", cns.addr(
-            "add", index=index, address=att.ip, prefixlen=att.prefixlen))
-        await kernel(f"set {att.ifname} up", cns.link("set", index=index, state="up"))
-        lo = await link_index(cns, "lo")
-        await kernel("set lo up", cns.link("set", index=lo, state="up"))
-
-    @staticmethod
-    async def _remove_veth(ipr: Any, name: str) -> None:
-        await kernel(f"delete {name}", tolerate(ipr.link("del", ifname=name), errno.ENODEV))
 
     async def check(self, att: Attachment, net: NetConf, prev: AttachResult) -> None:
         what = f"overlay {net.name}: {att.container_name}"
@@ -123,7 +110,7 @@ class OverlayDriver:
             else:
                 if br_index is not None and info.get_attr("IFLA_MASTER") != br_index:
                     problems.append(f"host veth {host_if} is not a port of {bridge_name(net.vni)}")
-                problems += _link_problems(info, f"host veth {host_if}", mtu)
+                problems += link_problems(info, f"host veth {host_if}", mtu)
         try:
             problems += await self._check_container(att, mtu)
         except NetnsNotFoundError as exc:
@@ -137,31 +124,13 @@ class OverlayDriver:
             if info is None:
                 return [f"{att.ifname} is missing in the container"]
             where = f"container {att.ifname}"
-            problems = _link_problems(info, where, mtu)
-            mac = att.mac or mac_from_ip(att.ip)
-            if info.get_attr("IFLA_ADDRESS") != mac:
-                problems.append(f"{where} has MAC {info.get_attr('IFLA_ADDRESS')}, want {mac}")
-            addrs = {
-                (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                async for m in await kernel("dump addresses", cns.addr("dump"))
-                if m["index"] == info["index"]
-            }
-            if (att.ip, att.prefixlen) not in addrs:
-                problems.append(f"{where} lacks address {att.cidr}")
-            return problems
+            return link_problems(info, where, mtu) + await address_problems(
+                cns, info, att, where, mac=att.mac or mac_from_ip(att.ip))
 
     async def delete(self, att: Attachment, net: NetConf, prev: AttachResult | None) -> None:
         host = prev.host_interface() if prev else None
         names = {host.name if host else host_veth_name(att), host_veth_name(att)}
         async with route_socket(self._ctx.host_netns) as ipr:
             for name in sorted(names):
-                await self._remove_veth(ipr, name)
+                await remove_link(ipr, name)
 
-
-def _link_problems(info: Any, where: str, mtu: int) -> list[str]:
-    problems = []
-    if not info["flags"] & IFF_UP:
-        problems.append(f"{where} is down")
-    if info.get_attr("IFLA_MTU") != mtu:
-        problems.append(f"{where} has MTU {info.get_attr('IFLA_MTU')}, want {mtu}")
-    return problems

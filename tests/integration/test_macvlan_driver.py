@@ -223,7 +223,7 @@ async def test_macvlan_cni_sequence_across_hosts(lan: Lan) -> None:
         await drivers["h2"].check(atts["c2"], netconf, results["c2"])
     assert failed.value.problems == (
         "container eth0 has MTU 1400, want 1500",
-        f"container eth0 lacks the default route via {lan.gateway}",
+        f"container eth0 has no default route via {lan.gateway}",
     )
 
     # DEL, DEL again, DEL as after a lost result (no netns known): no errors, device gone.
