@@ -212,3 +212,53 @@ def nearest_rank(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Iperf:
+    bits_per_second: float
+    retransmits: int
+
+
+def iperf3(label: str, server_ns: str, port: int, client_ns: str, target: str,
+           seconds: int, *, target_port: int = 0, bind: str = "") -> Iperf:
+    """One iperf3 TCP run: a one-shot server in ``server_ns`` on ``port`` (bound to ``bind``
+    when given), the client in ``client_ns`` sending to ``target:target_port`` (default
+    ``port``; another one reaches the server through a DNAT)."""
+    server = subprocess.Popen(
+        ["nsenter", f"--net={server_ns}", "iperf3", "-s", "-1", "-p", str(port),
+         *(["-B", bind] if bind else [])],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_listening(label, server_ns, server, port)
+        client = subprocess.run(
+            ["nsenter", f"--net={client_ns}", "iperf3", "-c", target,
+             "-p", str(target_port or port), "-t", str(seconds), "-J"],
+            capture_output=True, text=True, timeout=seconds + 30, check=False,
+        )
+    finally:
+        kill_group(server)
+    try:
+        result = json.loads(client.stdout)
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{label}: iperf3 client exited {client.returncode}: "
+                         f"{client.stderr.strip() or client.stdout.strip()}") from exc
+    if "error" in result:
+        raise BenchError(f"{label}: iperf3: {result['error']}")
+    end = result["end"]
+    return Iperf(float(end["sum_received"]["bits_per_second"]),
+                 int(end["sum_sent"].get("retransmits", 0)))
+
+
+def _wait_listening(label: str, server_ns: str, server: subprocess.Popen[bytes], port: int,
+                    within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise BenchError(f"{label}: iperf3 server exited {server.returncode} at start")
+        if run(["nsenter", f"--net={server_ns}", "ss", "-Hltn", f"sport = :{port}"]).strip():
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{label}: iperf3 server not listening on {port} after {within:.0f} s")

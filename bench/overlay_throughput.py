@@ -13,20 +13,18 @@ throughput >= 0.9x underlay.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from common import (
     BenchError,
+    Iperf,
     Lab,
     idle_service_doc,
-    kill_group,
+    iperf3,
     lab_session,
     link_mtu,
     network_doc,
@@ -51,50 +49,9 @@ class Leg:
     server_ip: str
 
 
-@dataclass(frozen=True)
-class Iperf:
-    bits_per_second: float
-    retransmits: int
-
-
-def wait_listening(leg: Leg, server: subprocess.Popen[bytes], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise BenchError(f"{leg.label}: iperf3 server exited {server.returncode} at start")
-        out = run(["nsenter", f"--net={leg.server_ns}", "ss", "-Hltn", f"sport = :{PORT}"])
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise BenchError(f"{leg.label}: iperf3 server not listening on {PORT} after {within:.0f} s")
-
-
 def iperf_once(leg: Leg, seconds: int) -> Iperf:
-    server = subprocess.Popen(
-        ["nsenter", f"--net={leg.server_ns}",
-         "iperf3", "-s", "-1", "-B", leg.server_ip, "-p", str(PORT)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(leg, server)
-        client = subprocess.run(
-            ["nsenter", f"--net={leg.client_ns}", "iperf3", "-c", leg.server_ip,
-             "-p", str(PORT), "-t", str(seconds), "-J"],
-            capture_output=True, text=True, timeout=seconds + 30, check=False,
-        )
-    finally:
-        kill_group(server)
-    try:
-        result = json.loads(client.stdout)
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{leg.label}: iperf3 client exited {client.returncode}: "
-                         f"{client.stderr.strip() or client.stdout.strip()}") from exc
-    if "error" in result:
-        raise BenchError(f"{leg.label}: iperf3: {result['error']}")
-    end = result["end"]
-    return Iperf(float(end["sum_received"]["bits_per_second"]),
-                 int(end["sum_sent"].get("retransmits", 0)))
+    return iperf3(leg.label, leg.server_ns, PORT, leg.client_ns, leg.server_ip, seconds,
+                  bind=leg.server_ip)
 
 
 def rtt_ms(leg: Leg, count: int = PINGS) -> float:

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import statistics
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from common import BenchError, kill_group, run, run_main, sigint_ignored
+from common import iperf3, run, run_main, sigint_ignored
 
 from netplugins.bridge.driver import BridgeDriver
 from netplugins.bridge.host import BridgeHost
@@ -127,41 +125,9 @@ async def unwire(topo: Topology) -> None:
     await BridgeHost(NET, ctx).teardown()
 
 
-def wait_listening(server_ns: str, server: subprocess.Popen[bytes], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise BenchError(f"iperf3 server exited {server.returncode} at start")
-        if run(["nsenter", f"--net={server_ns}", "ss", "-Hltn", f"sport = :{SERVER_PORT}"]
-               ).strip():
-            return
-        time.sleep(0.05)
-    raise BenchError(f"iperf3 server not listening on {SERVER_PORT} after {within:.0f} s")
-
-
 def iperf_once(leg: Leg, server_ns: str, seconds: int) -> float:
-    server = subprocess.Popen(
-        ["nsenter", f"--net={server_ns}", "iperf3", "-s", "-1", "-p", str(SERVER_PORT)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(server_ns, server)
-        client = subprocess.run(
-            ["nsenter", f"--net={leg.client_ns}", "iperf3", "-c", leg.target_ip,
-             "-p", str(leg.target_port), "-t", str(seconds), "-J"],
-            capture_output=True, text=True, timeout=seconds + 30, check=False,
-        )
-    finally:
-        kill_group(server)
-    try:
-        result = json.loads(client.stdout)
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{leg.label}: iperf3 client exited {client.returncode}: "
-                         f"{client.stderr.strip() or client.stdout.strip()}") from exc
-    if "error" in result:
-        raise BenchError(f"{leg.label}: iperf3: {result['error']}")
-    return float(result["end"]["sum_received"]["bits_per_second"])
+    return iperf3(leg.label, server_ns, SERVER_PORT, leg.client_ns, leg.target_ip, seconds,
+                  target_port=leg.target_port).bits_per_second
 
 
 def measure(legs: list[Leg], server_ns: str, runs: int, seconds: int) -> dict[str, list[float]]:
