@@ -68,11 +68,9 @@ owners, and the Firewall re-applies every owner it remembers whose rules differ.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from berth.retry import Backoff
 from netplugins.bridge.cleanup import dead
 from netplugins.bridge.config import (
     CONTAINER_OWNER_PREFIX,
@@ -85,6 +83,7 @@ from netplugins.bridge.rules import network_ruleset
 from netplugins.contract import HostContext, NetConf, PeerSource
 from netplugins.firewall import Firewall
 from netplugins.netlink import route_socket
+from netplugins.resync import resync_forever
 
 log = logging.getLogger(__name__)
 
@@ -163,22 +162,13 @@ class BridgeHost:
 
     async def run(self, peers: PeerSource) -> None:
         """Resync every ``resync_interval`` until cancelled (no peers to follow)."""
-        retry = Backoff(self._retry_delay, self._resync_interval)
-        while True:
-            try:
-                report = await self.sync()
-                if report != SyncReport():
-                    log.info("bridge %s: repaired %s", self._net.name, report)
-                timeout = self._resync_interval
-                retry.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The loop is the retry boundary; the next pass is a full resync anyway.
-                timeout = retry.failed()
-                log.exception("bridge %s: resync failed; retrying in %.1fs", self._net.name,
-                              timeout)
-            await asyncio.sleep(timeout)
+        async def one_pass(periodic: bool) -> None:
+            report = await self.sync()
+            if report != SyncReport():
+                log.info("bridge %s: repaired %s", self._net.name, report)
+
+        await resync_forever(f"bridge {self._net.name}", one_pass, None,
+                             self._resync_interval, self._retry_delay)
 
     async def teardown(self) -> None:
         fw = self._ctx.firewall

@@ -56,15 +56,13 @@ remote name in DNS only once the network's host says so.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from berth.aio import woken
-from berth.retry import Backoff
 from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.macvlan.config import parse
 from netplugins.macvlan.parent import ensure_anchor, ensure_parent, parent_lock, release_parent
 from netplugins.netlink import route_socket
+from netplugins.resync import resync_forever
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +102,12 @@ class MacvlanHost:
 
     async def run(self, peers: PeerSource) -> None:
         """Repair on every wake-up and every ``resync_interval`` until cancelled."""
-        retry = Backoff(self._retry_delay, self._resync_interval)
-        while True:
-            try:
-                await self.ensure()
-                snapshot = await peers.snapshot()
-                await peers.programmed(self._remote(snapshot))
-                timeout = self._resync_interval
-                retry.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The loop is the retry boundary; every pass is a full check anyway.
-                timeout = retry.failed()
-                log.warning("macvlan %s: %s; retrying in %.1fs", self._net.name, exc, timeout)
-            try:
-                await woken(peers.wait_changed(), timeout)
-            except Exception:
-                log.exception("macvlan %s: peer source failed; resyncing in %.1fs",
-                              self._net.name, timeout)
-                await asyncio.sleep(timeout)
+        async def one_pass(periodic: bool) -> None:
+            await self.ensure()
+            await peers.programmed(self._remote(await peers.snapshot()))
+
+        await resync_forever(f"macvlan {self._net.name}", one_pass, peers.wait_changed,
+                             self._resync_interval, self._retry_delay)
 
     def _remote(self, peers: frozenset[Peer]) -> frozenset[Peer]:
         return frozenset(p for p in peers if p.host_ip != self._ctx.underlay.ip)

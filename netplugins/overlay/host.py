@@ -64,8 +64,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from berth.aio import woken
-from berth.retry import Backoff
 from netplugins.contract import HostContext, NetConf, Peer, PeerSource
 from netplugins.firewall import Ruleset
 from netplugins.netlink import link_index, route_socket
@@ -77,6 +75,7 @@ from netplugins.overlay.devices import (
     vxlan_name,
 )
 from netplugins.overlay.fdb import SyncPlan, apply_plan, plan_sync, read_entries, remote_peers
+from netplugins.resync import resync_forever
 
 log = logging.getLogger(__name__)
 
@@ -147,31 +146,14 @@ class OverlayHost:
 
     async def run(self, peers: PeerSource) -> None:
         """Sync on every wake-up and every ``resync_interval`` until cancelled."""
-        retry = Backoff(self._retry_delay, self._resync_interval)
-        periodic = False
-        while True:
-            try:
-                report = await self.sync(await peers.snapshot())
-                await peers.programmed(report.programmed)
-                if periodic:
-                    await self._ctx.firewall.apply(self._accepts())
-                timeout = self._resync_interval
-                retry.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The loop is the retry boundary: any failure leaves the next pass a full
-                # resync, which is what every pass is anyway.
-                timeout = retry.failed()
-                log.exception("overlay %s: sync failed; retrying in %.1fs", self._net.name,
-                              timeout)
-            try:
-                periodic = not await woken(peers.wait_changed(), timeout)
-            except Exception:
-                periodic = True
-                log.exception("overlay %s: peer source failed; resyncing in %.1fs",
-                              self._net.name, timeout)
-                await asyncio.sleep(timeout)
+        async def one_pass(periodic: bool) -> None:
+            report = await self.sync(await peers.snapshot())
+            await peers.programmed(report.programmed)
+            if periodic:
+                await self._ctx.firewall.apply(self._accepts())
+
+        await resync_forever(f"overlay {self._net.name}", one_pass, peers.wait_changed,
+                             self._resync_interval, self._retry_delay)
 
     async def teardown(self) -> None:
         async with self._lock, route_socket(self._ctx.host_netns) as ipr:
