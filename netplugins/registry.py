@@ -15,6 +15,7 @@ from netplugins.bridge.driver import BridgeDriver
 from netplugins.bridge.host import BridgeHost
 from netplugins.contract import Driver, HostContext, NetConf, NetworkHost
 from netplugins.errors import UnknownDriverError
+from netplugins.macvlan.cleanup import remove_stale_networks as remove_stale_macvlans
 from netplugins.macvlan.driver import MacvlanDriver
 from netplugins.macvlan.host import MacvlanHost
 from netplugins.overlay.driver import OverlayDriver
@@ -36,7 +37,8 @@ DRIVERS: Mapping[str, DriverEntry] = {
     "bridge": DriverEntry(make_driver=BridgeDriver, make_host=BridgeHost,
                           cleanup=remove_stale_networks),
     "overlay": DriverEntry(make_driver=OverlayDriver, make_host=OverlayHost),
-    "macvlan": DriverEntry(make_driver=MacvlanDriver, make_host=MacvlanHost),
+    "macvlan": DriverEntry(make_driver=MacvlanDriver, make_host=MacvlanHost,
+                           cleanup=remove_stale_macvlans),
 }
 
 

@@ -40,6 +40,7 @@ from netplugins.errors import (
     ParentUnusableError,
     VlanUnsupportedError,
 )
+from netplugins.macvlan.cleanup import remove_stale_networks as remove_stale_macvlans
 from netplugins.macvlan.config import anchor_name
 from netplugins.macvlan.driver import MacvlanDriver
 from netplugins.macvlan.host import MacvlanHost
@@ -505,3 +506,20 @@ async def test_an_operators_parent_is_never_removed(lan: Lan) -> None:
     await MacvlanDriver(ctx).delete(att, netconf, result)
     await host.teardown()
     assert "eth0.10" in links(lan, "h1")
+
+
+async def test_networks_deleted_while_the_agent_was_down_are_cleaned_up(lan: Lan) -> None:
+    """No teardown ever came for blue and green (the agent was down when they went); at
+    its next start the agent keeps green and releases blue, then green, like teardown."""
+    fake_owned_subinterface(lan)
+    ctx = await context(lan, "h1")
+    for name in ("blue", "green"):
+        await MacvlanHost(lan_net(lan, name=name, parent="eth0.10"), ctx).ensure()
+    assert {anchor_name("blue"), anchor_name("green")} <= set(links(lan, "h1"))
+
+    assert await remove_stale_macvlans(ctx, ["green", "an-overlay"]) == [anchor_name("blue")]
+    assert anchor_name("green") in links(lan, "h1") and "eth0.10" in links(lan, "h1")
+
+    assert await remove_stale_macvlans(ctx, []) == [anchor_name("green"), "eth0.10"]
+    assert not [n for n in links(lan, "h1") if n.startswith(("mvr", "mvp", "eth0.10"))]
+    assert await remove_stale_macvlans(ctx, []) == []
