@@ -2,15 +2,21 @@
 
 The agent calls add/check/delete (see netplugins.contract); the design notes are in
 macvlan.host. ADD makes a macvlan on the network's parent (creating a VLAN sub-interface
-first when the parent is one berth may create) directly inside the container's netns under
-its final name, so no half-made device is ever left in the host's namespace. DEL needs only
+first when the parent is one berth may create) directly inside the container's netns, so no
+half-made device is ever left in the host's namespace. It is made under a temporary name
+and renamed inside the container: older kernels (Debian 12's 6.1; not 6.18) look the name of
+a new link up in the caller's namespace even when it is created in another, so making
+``eth0`` from a host whose own NIC is ``eth0`` fails there with "File exists" (found by
+tests/vm/test_vlan.py on Debian's kernel). DEL needs only
 the netns and the interface name, like CNI's macvlan cmdDel: the device lives in the
 container's namespace and dies with it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import secrets
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -29,6 +35,7 @@ from netplugins.contract import (
 from netplugins.errors import (
     AttachConflictError,
     CheckFailedError,
+    KernelError,
     NetnsNotFoundError,
     NetworkConfigError,
 )
@@ -39,7 +46,7 @@ from netplugins.macvlan.parent import (
     parent_lock,
     unusable,
 )
-from netplugins.netlink import link_index, link_info, netns_path, route_socket
+from netplugins.netlink import kernel, link_index, link_info, netns_path, route_socket
 from netplugins.sandbox import (
     DEFAULT_DST,
     address_problems,
@@ -100,7 +107,9 @@ class MacvlanDriver:
                     parent = await ensure_parent(ipr, conf)
                     await ensure_anchor(ipr, conf, parent)
                     mtu = macvlan_mtu(net, conf.parent, parent.mtu)
-                    await self._create(ipr, conf, att, parent.index, mtu, sandbox)
+                    temporary = await self._create(ipr, conf, att, parent.index, mtu, sandbox)
+                undo.push_async_callback(self._remove, cns, temporary)
+                await self._rename(cns, temporary, att)
                 undo.push_async_callback(self._remove, cns, att.ifname)
                 mac = await self._configure(cns, att)
                 undo.pop_all()
@@ -115,15 +124,34 @@ class MacvlanDriver:
     @staticmethod
     async def _create(
         ipr: Any, conf: MacvlanConf, att: Attachment, parent: int, mtu: int, sandbox: str
-    ) -> None:
+    ) -> str:
+        """The macvlan, in the container under a temporary name (see the module docstring),
+        which it returns."""
         # In passthru mode a macvlan's MAC is its parent's, and setting one would rewrite the
         # parent's (the host NIC's) MAC; the kernel's own choice is kept and reported.
         mac = {} if conf.passthru else {"address": att.mac or mac_from_ip(att.ip)}
+        temporary = "mvt" + secrets.token_hex(6)
         try:
-            await ipr.link("add", ifname=att.ifname, kind="macvlan", link=parent,
+            await ipr.link("add", ifname=temporary, kind="macvlan", link=parent,
                            macvlan_mode=conf.mode, mtu=mtu, net_ns_fd=sandbox, **mac)
         except NetlinkError as exc:
             raise unusable(conf, exc) from exc
+        return temporary
+
+    @staticmethod
+    async def _rename(cns: Any, temporary: str, att: Attachment) -> None:
+        index = await link_index(cns, temporary)
+        if index is None:
+            raise KernelError(f"{temporary} vanished right after it was created",
+                              errno=errno.ENODEV)
+        try:
+            await kernel(f"rename {temporary} to {att.ifname}",
+                         cns.link("set", index=index, ifname=att.ifname))
+        except KernelError as exc:
+            if exc.errno == errno.EEXIST:
+                raise AttachConflictError(
+                    f"{att.container_name}: {att.ifname} already exists") from exc
+            raise
 
     @staticmethod
     async def _configure(cns: Any, att: Attachment) -> str:
