@@ -74,8 +74,11 @@ def tagged_echo_request(vm: Vm, container: str, src: str, dst: str) -> str:
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as dump:
         assert dump.stderr is not None
-        started = dump.stderr.readline()
-        assert "listening on" in started, started
+        said = ""
+        while "listening on" not in said:      # it captures from then on
+            line = dump.stderr.readline()
+            assert line, f"tcpdump did not start: {said}"
+            said += line
         assert ping(vm, container, dst), f"{src} cannot reach {dst} over VLAN 10"
         seen, _ = dump.communicate(timeout=150)
     return seen
