@@ -35,6 +35,9 @@ for tool in debootstrap qemu-img mkfs.ext4 ssh-keygen flock chroot; do
   command -v "$tool" >/dev/null || die "$tool not found: run scripts/install.sh"
 done
 [ -x "$PY" ] || die "$PY not found: run scripts/install.sh first"
+# The wheels are fetched for this Python and installed into bookworm's python3 (3.11).
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
+  die "$PY is not Python 3.11 (bookworm's), so its wheels would not fit the VM"
 
 # berth's runtime requirements and the test runner with its plugins, from pyproject.toml.
 reqs=$("$PY" - <<'EOF'
@@ -50,6 +53,7 @@ EOF
 key=$({ cat "$script"; printf '%s\n' "$reqs"; } | sha256sum | cut -c1-16)
 out=$CACHE/$key
 if [ -f "$out/ready" ]; then
+  touch "$out/ready"       # in use: see the pruning below
   echo "$out"
   exit 0
 fi
@@ -145,7 +149,7 @@ EOF
 in_root systemctl enable -q berth-net.service
 # Nothing to do in a test VM; under TCG every unit costs seconds.
 in_root systemctl mask -q apt-daily.timer apt-daily-upgrade.timer getty@tty1.service \
-  e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true
+  getty-static.service e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true
 # Debian's initramfs holds most modules (37 MB) and TCG unpacks it slowly: the VM needs
 # only its disk's.
 echo MODULES=list >"$root/etc/initramfs-tools/conf.d/berth"
@@ -172,5 +176,11 @@ printf 'key %s\nkernel %s\nbuilt %s in %ss\n' "$key" "$(basename "$kernel")" \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(($(date +%s) - start))" >"$work/image/ready"
 rm -rf "$out"
 mv "$work/image" "$out"
+# Images of other versions of this script nobody used for two weeks (about 800 MB each),
+# and what killed builds left.
+find "$CACHE" -mindepth 2 -maxdepth 2 -name ready -mtime +14 | while read -r old; do
+  rm -rf "$(dirname "$old")"
+done
+find "$CACHE" -mindepth 1 -maxdepth 1 -name 'build.*' -mtime +1 -exec rm -rf --one-file-system {} +
 say "built in $(($(date +%s) - start))s"
 echo "$out"

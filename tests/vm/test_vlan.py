@@ -41,7 +41,10 @@ def node(vm: Vm, verb: str, network: str, parent: str, container: str = "",
 
 def link(vm: Vm, name: str) -> dict[str, Any] | None:
     done = vm.run(f"ip -d -j link show dev {name}")
-    return json.loads(done.stdout)[0] if done.returncode == 0 else None  # type: ignore[no-any-return]
+    if done.returncode != 0:
+        return None
+    found: dict[str, Any] = json.loads(done.stdout)[0]
+    return found
 
 
 def host_links(vm: Vm) -> set[str]:
