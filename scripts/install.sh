@@ -3,7 +3,8 @@
 # then a virtualenv at .venv with berth and its test tools. Safe to run again.
 set -eu
 cd "$(dirname "$0")/.."
-PKGS="etcd-server runc conmon iptables nftables iproute2 busybox-static iperf3 dnsutils curl openssl procps util-linux python3-venv python3-dev gcc"
+PKGS="etcd-server runc conmon iptables nftables iproute2 busybox-static iperf3 dnsutils curl openssl procps util-linux python3-venv python3-dev gcc
+  debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client tcpdump"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

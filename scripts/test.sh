@@ -1,10 +1,12 @@
 #!/bin/sh
 # The whole test suite: lint, types, import layering, generated-code freshness, then
-# unit, integration and end-to-end tests. Needs root (namespaces, cgroups, runc).
+# unit, integration, end-to-end and VM tests. Needs root (namespaces, cgroups, runc, qemu).
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install.sh
 . .venv/bin/activate
+# tests/vm boot it; built once and cached (a cold build takes about 3 minutes, see docs/vm.md).
+echo "== VM image for tests/vm"; sh scripts/vm-image.sh
 echo "== ruff"; ruff check .
 echo "== mypy --strict"; mypy berth agent controller clusterctl netplugins bench
 echo "== import-linter"; lint-imports
