@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydantic
 
+from berth.records import is_plain_name
 from netplugins.contract import Attachment, AttachResult, NetConf
 
 
@@ -38,6 +39,11 @@ class ResultStore:
         self._root = root
 
     def _path(self, container: str, network: str) -> Path:
+        """The file for one attachment; names that are not one plain segment are refused
+        here too, even though berth.records already refuses them where specs load."""
+        for what, name in (("container", container), ("network", network)):
+            if not is_plain_name(name):
+                raise ValueError(f"invalid {what} name {name!r} for a network result")
         return self._root / container / f"{network}.json"
 
     def load_stored(self, container: str, network: str) -> Stored | None:
@@ -72,6 +78,8 @@ class ResultStore:
             (self._root / container).rmdir()
 
     def networks_of(self, container: str) -> list[str]:
+        if not is_plain_name(container):
+            return []
         return sorted(p.stem for p in (self._root / container).glob("*.json"))
 
     def networks(self) -> set[str]:
@@ -79,4 +87,6 @@ class ResultStore:
         return {p.stem for p in self._root.glob("*/*.json")}
 
     def in_use(self, network: str) -> bool:
+        if not is_plain_name(network):
+            return False
         return any(True for _ in self._root.glob(f"*/{network}.json"))

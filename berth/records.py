@@ -9,12 +9,24 @@ neighbour/FDB tables and DNS. See keyspace.py for where each one lives.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from berth.lifecycle import ContainerState
 from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
+
+# Names that become one path segment on a node (state files, container directories):
+# a letter or digit first, so never "", "." or "..", and never a "/".
+PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
+PlainName = Annotated[str, StringConstraints(pattern=PLAIN_NAME)]
+_PLAIN = re.compile(PLAIN_NAME)
+
+
+def is_plain_name(name: str) -> bool:
+    """True if ``name`` is safe as one path segment (what ``PlainName`` accepts)."""
+    return _PLAIN.fullmatch(name) is not None
 
 
 def load_error(exc: ValidationError) -> str:
@@ -45,7 +57,7 @@ class NetworkAttachment(_Record):
     container's default route; published ports are DNATed to that attachment's address.
     """
 
-    network: str
+    network: PlainName
     driver: str
     ip: str = ""           # address inside the subnet, no prefix length
     prefixlen: int = 0
@@ -75,9 +87,9 @@ class PortMapping(_Record):
 class ContainerSpec(_Record):
     """What the scheduler placed on a node: enough to run the container."""
 
-    name: str
-    service: str
-    node: str
+    name: PlainName
+    service: PlainName
+    node: PlainName
     image: str
     command: tuple[str, ...] | None = None      # overrides the image's Cmd
     entrypoint: tuple[str, ...] | None = None   # overrides the image's Entrypoint
@@ -99,8 +111,8 @@ class ContainerSpec(_Record):
 class ContainerStatus(_Record):
     """What the agent observed, written only by the agent running the container."""
 
-    name: str
-    node: str
+    name: PlainName
+    node: PlainName
     state: ContainerState
     pid: int = 0
     exit_code: int | None = None

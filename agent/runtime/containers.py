@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-import re
 import shutil
 import signal as signals
 import uuid
@@ -68,9 +67,9 @@ from agent.runtime.state import (
     rfc3339,
 )
 from berth.lifecycle import ContainerState
-from berth.records import ContainerSpec
+from berth.records import ContainerSpec, is_plain_name
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_NAME = 128      # runc ids and conmon's socket paths stay short
 EXIT_FILE_GRACE = 2.0
 
 
@@ -122,7 +121,7 @@ class Runtime:
     # --- helpers ------------------------------------------------------------------------
 
     def _dir(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not is_plain_name(name) or len(name) > MAX_NAME:
             raise SpecError(f"invalid container name {name!r}")
         return self.containers_dir / name
 
