@@ -83,6 +83,8 @@ def ensure_pki(state: LabState) -> None:
     for ident, sans in wanted:
         if not pki.exists(directory, ident):
             pki.issue(directory, ident, pki.parse_sans(sans))
+    if not (directory / pki.CRL).exists():
+        pki.write_crl(directory)
 
 
 def tls_of(state: LabState, stem: str) -> TlsSettings:
@@ -103,6 +105,7 @@ def etcd_argv(state: LabState) -> list[str]:
     ip, data = state.ctl_ip, lab_dir(state.name) / "etcd"
     peer = "https://127.0.0.1:2380"
     tls = tls_of(state, ETCD_MEMBER.stem)
+    crl = str(pki_dir(state.name) / pki.CRL)
     return [
         find_program("etcd"), "--name", "ctl", "--data-dir", str(data),
         "--listen-client-urls", f"https://{ip}:{ETCD_PORT}",
@@ -111,9 +114,9 @@ def etcd_argv(state: LabState) -> list[str]:
         "--initial-cluster", f"ctl={peer}", "--initial-cluster-state", "new",
         "--initial-cluster-token", f"berth-lab-{state.name}",
         "--trusted-ca-file", tls.ca, "--cert-file", tls.cert, "--key-file", tls.key,
-        "--client-cert-auth",
+        "--client-cert-auth", "--client-crl-file", crl,
         "--peer-trusted-ca-file", tls.ca, "--peer-cert-file", tls.cert,
-        "--peer-key-file", tls.key, "--peer-client-cert-auth",
+        "--peer-key-file", tls.key, "--peer-client-cert-auth", "--peer-crl-file", crl,
         "--logger", "zap", "--log-outputs", "stderr",
     ]  # fmt: skip
 

@@ -159,14 +159,24 @@ async def _pull_as(lab: Lab, stem: str) -> grpc.aio.AioRpcError:
     return info.value
 
 
+async def _etcd_status_as(lab: Lab, stem: str) -> None:
+    async with lab.etcd(stem) as etcd:
+        etcd.timeout = 3
+        await etcd.status()
+
+
 def test_a_revoked_node_certificate_is_refused_without_a_restart(lab: Lab) -> None:
     pki = str(_pki(lab))
     added = lab.ctl("pki", "add-node", pki, "h9", "--san", "10.255.255.9")
     assert "node-h9: created" in added.stdout
     assert asyncio.run(_pull_as(lab, "node-h9")).code() == grpc.StatusCode.NOT_FOUND
+    asyncio.run(_etcd_status_as(lab, "node-h9"))
     lab.ctl("pki", "revoke", pki, "h9")
     exc = asyncio.run(_pull_as(lab, "node-h9"))
     assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
     assert exc.details() == "certificate of node:h9 is revoked; Controller/ImagePull refused"
+    # etcd reads the CRL (ca.crl) on every new connection.
+    with pytest.raises(BerthError):
+        asyncio.run(_etcd_status_as(lab, "node-h9"))
     # The lab's own nodes are untouched by it.
     assert "Ready" in lab.ctl("get", "nodes").stdout
