@@ -148,6 +148,12 @@ def test_root_reaches_etcd_and_gains_only_the_connected_route(
 ) -> None:
     info, _, before = two_labs
     assert _etcd_health_from_root(info) == "true"
+
+    async def status() -> dict[str, object]:
+        async with info.etcd_client() as etcd:     # admin over TLS, as tests use it
+            return await etcd.status()
+
+    assert asyncio.run(status())["leader"]
     main = _run("ip", "-4", "route", "show").stdout.splitlines()
     gained = [line for line in main if f"bl-{info.name}" in line]
     assert [line.split()[:3] for line in gained] == [[info.subnet, "dev", f"bl-{info.name}"]]
