@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from berth import grpcopts
 from berth.errors import BerthError, UserError
 from berth.etcd import KeyValue
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
 from controller import getters, netcheck, proxy, store
@@ -144,7 +145,7 @@ class RunningServer:
 
 async def start_server(
     etcd: KeyValue, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
-    limits: Limits | None = None,
+    limits: Limits | None = None, *, max_archive: int = MAX_ARCHIVE_BYTES,
 ) -> RunningServer:
     """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
 
@@ -153,7 +154,8 @@ async def start_server(
     server = grpc.aio.server(options=grpcopts.server_options())
     if limits is None:
         limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
-    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
+    images = ImageStore(etcd, state_dir, max_archive=max_archive)
+    service = ControllerService(etcd, images, scheduler, limits)
     controller_pb2_grpc.add_ControllerServicer_to_server(
         service, server)
     health_servicer = AioHealthServicer()

@@ -25,14 +25,16 @@ def test_runtime_comes_from_daemon_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        pytest.param({"live-restore": False}, "live-restore: not supported yet", id="unknown-key"),
-        pytest.param([], "must be a JSON object", id="not-an-object"),
+        pytest.param({"max-sise": "1m"}, '"max-sise": unknown key', id="unknown-key"),
+        pytest.param({"registry-mirrors": []}, '"registry-mirrors": not supported yet',
+                     id="registry-mirrors"),
+        pytest.param([], "expected a JSON object", id="not-an-object"),
         pytest.param(
             {"runtimes": {"x": {"path": 3}}, "default-runtime": "x"},
-            "runtimes.x.path: Input should be a valid string",
+            '"runtimes.x.path": expected string',
             id="bad-path",
         ),
-        pytest.param({"default-runtime": 7}, "default-runtime: Input should be a valid string",
+        pytest.param({"default-runtime": 7}, '"default-runtime": expected string',
                      id="bad-type"),
         pytest.param('{"runtimes": ', "not valid JSON", id="not-json"),
     ],
