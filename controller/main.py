@@ -25,6 +25,7 @@ from berth import metrics
 from berth.daemon import run_daemon
 from controller import config
 from controller.config import ControllerConfig
+from controller.info import InfoSource
 from controller.scheduler import Scheduler
 from controller.server import start_server
 
@@ -38,7 +39,8 @@ async def run(cfg: ControllerConfig) -> None:
         await etcd.status()     # fail fast with a clear message if etcd is unreachable
         scheduler = Scheduler(etcd, cfg.limits) if cfg.scheduler else None
         running = await start_server(etcd, cfg.listen, cfg.state_dir, scheduler, cfg.limits,
-                                     max_archive=cfg.max_archive_bytes)
+                                     max_archive=cfg.max_archive_bytes,
+                                     info_source=InfoSource(cfg.etcd))
         log.info("controller listening on port %d (etcd %s)", running.port, cfg.etcd.endpoint)
         if metrics_server is not None:
             log.info("serving /metrics on port %d", metrics_server.port)
