@@ -69,9 +69,12 @@ def drivers(kinds: dict[str, str]) -> tuple[DriverSupport, ...]:
 
 
 async def _run(*argv: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+    except OSError as exc:
+        return -1, exc.strerror or str(exc)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
             out, _ = await proc.communicate()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from berth.errors import UserError
 
@@ -46,6 +46,16 @@ class FileModel(BaseModel):
     """Base of the daemons' file models: strict types, unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """``null`` is not "the default": leave the key out for that."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f'"{key}": expected a value, not null')
+        return data
 
 
 M = TypeVar("M", bound=FileModel)

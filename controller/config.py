@@ -128,6 +128,10 @@ def _archive(ns: argparse.Namespace, data: ControllerFile) -> int:
         raise UserError(f"--max-image-archive-size: {exc}") from exc
 
 
+def _first(flag: int | None, key: int | None, default: int) -> int:
+    return flag if flag is not None else key if key is not None else default
+
+
 def parse(argv: list[str] | None = None, default_file: Path | None = None) -> ControllerConfig:
     """Flags and the configuration file, merged (``default_file``: /etc/berth/controller.json)."""
     parser = _parser()
@@ -139,13 +143,11 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Co
     data = loaded.data
     try:
         limits = Limits(
-            ns.max_replicas or data.max_replicas or DEFAULT_MAX_REPLICAS,
-            ns.max_containers_per_node or data.max_containers_per_node
-            or DEFAULT_MAX_CONTAINERS_PER_NODE)
+            _first(ns.max_replicas, data.max_replicas, DEFAULT_MAX_REPLICAS),
+            _first(ns.max_containers_per_node, data.max_containers_per_node,
+                   DEFAULT_MAX_CONTAINERS_PER_NODE))
     except ValueError as exc:
         raise UserError(f"--max-replicas/--max-containers-per-node: {exc}") from exc
-    if (ns.max_replicas or 1) < 1 or (ns.max_containers_per_node or 1) < 1:
-        raise UserError("--max-replicas/--max-containers-per-node: limits must be at least 1")
     listen = (_listen(ns.listen or DEFAULT_LISTEN, "--listen") if data.hosts is None
               else _listen(data.hosts, loaded.where("hosts")))
     log_level = shared.log_level if ns.log_level is not None else data.log_level or "INFO"

@@ -74,8 +74,10 @@ async def _member_health(source: EtcdSettings, member: Member) -> controller_pb2
 
 async def etcd_members(source: EtcdSettings) -> tuple[list[controller_pb2.EtcdMember], str]:
     """Every member with its health, or an empty list and why the list could not be read."""
+    client = Etcd3Client(source.endpoint, ca_cert=source.ca, cert_cert=source.cert,
+                         cert_key=source.key, timeout=MEMBER_TIMEOUT)
     try:
-        async with source.client() as client:
+        async with client:
             members = await client.member_list()
     except BerthError as exc:
         return [], str(exc)
