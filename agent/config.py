@@ -29,6 +29,7 @@ from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.manifest_network import MAX_MTU, MIN_MTU
+from berth.tls import TlsSettings
 
 log = logging.getLogger("berth.agent")
 T = TypeVar("T")
@@ -78,6 +79,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     max_archive_bytes: int = MAX_ARCHIVE_BYTES
     config_file: str = ""                         # the file read, "" for none
+    tls: TlsSettings | None = None                # None: plaintext API (no --tlsverify)
 
     @property
     def advertise(self) -> str:
@@ -289,4 +291,5 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Ag
         labels=labels,
         max_archive_bytes=archive,
         config_file=str(loaded.path or ""),
+        tls=shared.tls,
     )

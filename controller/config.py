@@ -23,6 +23,7 @@ from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.limits import DEFAULT_MAX_CONTAINERS_PER_NODE, DEFAULT_MAX_REPLICAS, Limits
+from berth.tls import TlsSettings
 
 METRICS_PORT = 9101
 DEFAULT_LISTEN = "127.0.0.1:7700"
@@ -83,6 +84,7 @@ class ControllerConfig:
     metrics_listen: str
     max_archive_bytes: int = MAX_ARCHIVE_BYTES
     config_file: str = ""
+    tls: TlsSettings | None = None     # None: plaintext API (no --tlsverify)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,4 +159,5 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Co
         log_level="DEBUG" if ns.debug or data.debug else log_level,
         metrics_listen=shared.metrics_listen or "",
         max_archive_bytes=_archive(ns, data), config_file=str(loaded.path or ""),
+        tls=shared.tls,
     )
