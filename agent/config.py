@@ -47,6 +47,7 @@ FLAGS = {
     "bip": "--bip", "gwbridge-bip": "--gwbridge-bip", "labels": "--label",
     "debug": "--debug", "log-level": "--log-level", "hosts": "--listen",
     "max-image-archive-size": "--max-image-archive-size",
+    **daemonconfig.TLS_FLAGS,
 }
 DEFAULT_STATE_DIR = Path("/var/lib/berth/agent")
 
@@ -248,12 +249,13 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Ag
     """
     parser = _parser()
     ns = parser.parse_args(argv)
-    shared = common(parser, ns)
     if _ip(ns.underlay_ip) is None:
         raise UserError(f"--underlay-ip {ns.underlay_ip!r}: not an IP address")
     loaded = daemonconfig.load(ns.config, default_file or daemonconfig.default_path("agent"),
                                AgentFile)
     daemonconfig.check_conflicts(loaded, ns, FLAGS)
+    daemonconfig.apply_tls(loaded, ns)
+    shared = common(parser, ns)
     data = loaded.data
     listen = (_listen(ns.listen, ns.underlay_ip) if data.hosts is None
               else _listen(data.hosts, ns.underlay_ip, loaded.where("hosts")))

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from berth import daemonconfig
-from berth.daemonconfig import FileModel
+from berth.daemonconfig import TlsKeys
 from berth.manifest_network import MAX_MTU, MIN_MTU
 
 # Docker's label keys: reverse-DNS-ish words; values are any text but a newline.
@@ -84,7 +84,7 @@ def parse_ips(items: list[str]) -> tuple[str, ...]:
     return tuple(items)
 
 
-class AgentFile(FileModel):
+class AgentFile(TlsKeys):
     """Every key the agent honours; anything else is refused (berth.daemonconfig)."""
 
     data_root: str | None = Field(default=None, alias="data-root", min_length=1)

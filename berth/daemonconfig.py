@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from berth.errors import UserError
 
@@ -56,6 +56,25 @@ class FileModel(BaseModel):
                 if value is None:
                     raise ValueError(f'"{key}": expected a value, not null')
         return data
+
+
+class TlsKeys(FileModel):
+    """dockerd's TLS keys, which both daemons take (berth.daemonflags has their flags).
+
+    ``tls`` alone (serve TLS without verifying clients) is refused: berth's roles come from
+    the client certificate's CN (berth.authz), so a daemon that does not ask for one
+    could authorize nobody. ``tlsverify`` implies TLS, as in dockerd.
+    """
+
+    tls: bool | None = None
+    tlsverify: bool | None = None
+    tlscacert: str | None = Field(default=None, min_length=1)
+    tlscert: str | None = Field(default=None, min_length=1)
+    tlskey: str | None = Field(default=None, min_length=1)
+
+
+TLS_FLAGS = {"tlsverify": "--tlsverify", "tlscacert": "--tlscacert", "tlscert": "--tlscert",
+             "tlskey": "--tlskey"}
 
 
 M = TypeVar("M", bound=FileModel)
@@ -230,3 +249,38 @@ def size_key(value: Any) -> int:
     if size < 1 << 20:
         raise ValueError(f"{value!r}: expected at least 1m")
     return size
+
+
+def apply_tls(loaded: Loaded[Any], ns: argparse.Namespace) -> None:
+    """Put the file's TLS keys into ``ns`` where no flag gave them, checked in the file's words.
+
+    Call after ``check_conflicts`` and before berth.daemonflags.common, which builds the
+    TLS settings from ``ns`` (flags given on the command line keep their own checks).
+    """
+    data = loaded.data
+    if not isinstance(data, TlsKeys):
+        return
+    if data.tls and data.tlsverify is not True and not ns.tlsverify:
+        raise UserError(f'{loaded.where("tls")}: true without "tlsverify": berth\'s roles '
+                        f'come from client certificates, so set "tlsverify": true')
+    if data.tls is False and (data.tlsverify or ns.tlsverify):
+        raise UserError(f'{loaded.where("tls")}: false, but "tlsverify" (or --tlsverify) '
+                        f"asks for TLS")
+    verify = ns.tlsverify if ns.tlsverify is not None else data.tlsverify
+    for key in ("tlscacert", "tlscert", "tlskey"):
+        value = getattr(data, key)
+        if value is None:
+            continue
+        if not verify:
+            raise UserError(f'{loaded.where(key)}: given without "tlsverify": true (berth '
+                            f"serves mTLS or plaintext, nothing between)")
+        if not Path(value).is_file():
+            raise UserError(f"{loaded.where(key)}: {value}: no such file")
+        setattr(ns, key, value)
+    if data.tlsverify is not None and ns.tlsverify is None:
+        ns.tlsverify = data.tlsverify
+    if ns.tlsverify:
+        missing = [key for key in ("tlscacert", "tlscert", "tlskey") if getattr(ns, key) is None]
+        if missing and data.tlsverify:
+            raise UserError(f'{loaded.where("tlsverify")}: true needs '
+                            f"{', '.join(repr(k) for k in missing)} (or their flags)")

@@ -55,7 +55,8 @@ def add_common(parser: argparse.ArgumentParser, *, metrics_default: str | None) 
                         help="log level (default INFO)")
     parser.add_argument("--metrics-listen", default=metrics_default,
                         help="HOST:PORT for Prometheus /metrics; '' to serve none")
-    parser.add_argument("--tlsverify", action="store_true",
+    # default None, not False: a configuration file's "tlsverify" clashes only with a given flag.
+    parser.add_argument("--tlsverify", action="store_true", default=None,
                         help="serve mTLS: require client certificates signed by --tlscacert")
     parser.add_argument("--tlscacert", default=None, help="CA that signs every berth peer")
     parser.add_argument("--tlscert", default=None, help="this daemon's certificate")

@@ -253,7 +253,7 @@ def info(
         raise CtlError(f"unknown output format {fmt!r} (expected text or json)")
 
     async def go() -> controller_pb2.InfoResponse:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             resp: controller_pb2.InfoResponse = await stub.Info(controller_pb2.InfoRequest())
             return resp
 

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from berth import daemonconfig
-from berth.daemonconfig import FileModel
+from berth.daemonconfig import TlsKeys
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 from berth.imagelimits import MAX_ARCHIVE_BYTES
@@ -33,10 +33,11 @@ FLAGS = {
     "hosts": "--listen", "max-replicas": "--max-replicas",
     "max-containers-per-node": "--max-containers-per-node",
     "max-image-archive-size": "--max-image-archive-size",
+    **daemonconfig.TLS_FLAGS,
 }
 
 
-class ControllerFile(FileModel):
+class ControllerFile(TlsKeys):
     """Every key the controller honours; anything else is refused."""
 
     data_root: str | None = Field(default=None, alias="data-root", min_length=1)
@@ -138,10 +139,11 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Co
     """Flags and the configuration file, merged (``default_file``: /etc/berth/controller.json)."""
     parser = _parser()
     ns = parser.parse_args(argv)
-    shared = common(parser, ns)
     loaded = daemonconfig.load(
         ns.config, default_file or daemonconfig.default_path("controller"), ControllerFile)
     daemonconfig.check_conflicts(loaded, ns, FLAGS)
+    daemonconfig.apply_tls(loaded, ns)
+    shared = common(parser, ns)
     data = loaded.data
     try:
         limits = Limits(

@@ -20,13 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from cryptography import x509
 
 from agent.runtime.containers import Runtime
 from agent.runtime.logrotate import log_files, rotated_name
+from berth import pki
 from berth.lifecycle import ContainerState
 from netplugins.bridge.config import bridge_name
 from tests.configcluster import ConfigCluster, Files, config_cluster
 from tests.e2e.conftest import wait_until
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,14 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
                      id="controller-bad"),
         pytest.param("controller", {"insecure-registries": []},
                      '"insecure-registries": not supported yet', id="controller-not-yet"),
+        pytest.param("controller", {"tls": True},
+                     '"tls": true without "tlsverify": berth\'s roles come from client '
+                     'certificates, so set "tlsverify": true', id="tls-without-verify"),
+        pytest.param("agent", {"tlscert": "/etc/berth/pki/node-h1.crt"},
+                     '"tlscert": given without "tlsverify": true (berth serves mTLS or '
+                     'plaintext, nothing between)', id="tlscert-without-verify"),
+        pytest.param("agent", {"tlsverify": True, "tlscacert": "/nonexistent/ca.crt"},
+                     '"tlscacert": /nonexistent/ca.crt: no such file', id="tls-missing-file"),
     ],
 )
 def test_a_bad_file_stops_the_daemon_with_one_line_and_exit_1(
@@ -275,3 +287,55 @@ def test_live_restore_off_stops_containers_when_the_agent_exits(
     container = asyncio.run(runtime.state("chatty-1"))
     assert container.state == ContainerState.EXITED and container.pid == 0, container
 
+
+
+# --- TLS keys -------------------------------------------------------------------------
+
+
+def test_tls_keys_in_the_file_serve_mtls_and_info_shows_expiry(
+        tmp_path: Path, etcd_endpoint: str) -> None:
+    certs = tmp_path / "pki"
+    pki.ensure_dir(certs)
+    pki.issue(certs, pki.Identity("admin"))
+    pki.issue(certs, pki.Identity("controller"), pki.parse_sans(["127.0.0.1"]))
+    address = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "controller.json"
+    path.write_text(json.dumps({
+        "hosts": [f"tcp://{address}"], "data-root": str(tmp_path / "ctl"),
+        "tls": True, "tlsverify": True, "tlscacert": str(certs / "ca.crt"),
+        "tlscert": str(certs / "controller.crt"), "tlskey": str(certs / "controller.key")}))
+    contexts = tmp_path / "berth-config"
+    contexts.write_text(yaml.safe_dump({"current-context": "cf", "contexts": [{
+        "name": "cf", "server": address, "ca": str(certs / "ca.crt"),
+        "cert": str(certs / "admin.crt"), "key": str(certs / "admin.key")}]}))
+    env = {**os.environ, "BERTH_CONFIG": str(contexts)}
+    env.pop("BERTH_CONTEXT", None)
+    env.pop("BERTH_CONTROLLER", None)
+    log = tmp_path / "controller.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "berth-controller"), "--config", str(path),
+                                 "--etcd", etcd_endpoint, "--metrics-listen", ""],
+                                stdout=out, stderr=out)
+    try:
+        def info(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(BIN / "clusterctl"), *argv, "info", "-o", "json"],
+                                  capture_output=True, text=True, timeout=60, env=env,
+                                  check=False)
+
+        wait_until("the controller", lambda: proc.poll() is not None or
+                   info().returncode == 0, timeout=60)
+        assert proc.poll() is None, log.read_text()
+        data = json.loads(info().stdout)
+        expiry = {name: x509.load_pem_x509_certificate((certs / f"{name}.crt").read_bytes())
+                  .not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+                  for name in ("controller", "admin")}
+        assert data["tls"] is True
+        assert data["certificates"] == [
+            {"role": "controller", "subject": "controller", "not_after": expiry["controller"],
+             "error": ""},
+            {"role": "caller", "subject": "admin", "not_after": expiry["admin"], "error": ""}]
+        plaintext = info("--controller", address)
+        assert plaintext.returncode != 0 and "this was plaintext" in plaintext.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -76,3 +76,59 @@ def test_key_and_flag_both_given_is_refused(tmp_path: Path) -> None:
 def test_zero_limits_by_flag_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="at least 1"):
         parse(["--max-replicas", "0"], default_file=tmp_path / "absent.json")
+
+
+def pem_files(tmp_path: Path) -> dict[str, str]:
+    files = {}
+    for key in ("tlscacert", "tlscert", "tlskey"):
+        (tmp_path / key).write_text("")
+        files[key] = str(tmp_path / key)
+    return files
+
+
+def test_tls_keys_make_the_tls_settings(tmp_path: Path) -> None:
+    files = pem_files(tmp_path)
+    cfg = parse([], default_file=write(tmp_path, {"tlsverify": True, **files}))
+    assert cfg.tls is not None
+    assert (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) == (
+        files["tlscacert"], files["tlscert"], files["tlskey"])
+    assert parse([], default_file=tmp_path / "absent.json").tls is None
+
+
+def test_tls_keys_and_flags_mix_but_never_for_one_key(tmp_path: Path) -> None:
+    files = pem_files(tmp_path)
+    path = write(tmp_path, {"tlscert": files["tlscert"], "tlskey": files["tlskey"]})
+    cfg = parse(["--config", str(path), "--tlsverify", "--tlscacert", files["tlscacert"]])
+    assert cfg.tls is not None and cfg.tls.cert == files["tlscert"]
+    with pytest.raises(UserError, match='"tlscert" \\(flag --tlscert '):
+        parse(["--config", str(path), "--tlsverify", "--tlscacert", files["tlscacert"],
+               "--tlscert", files["tlscert"]])
+    both = write(tmp_path, {"tlsverify": True, **files})
+    with pytest.raises(UserError, match='"tlsverify" \\(flag --tlsverify true\\)'):
+        parse(["--config", str(both), "--tlsverify"])
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        pytest.param({"tls": True}, '"tls": true without "tlsverify"', id="tls-alone"),
+        pytest.param({"tls": False, "tlsverify": True}, '"tls": false, but "tlsverify"',
+                     id="tls-false-verify"),
+        pytest.param({"tlsverify": True}, "\"tlsverify\": true needs 'tlscacert', 'tlscert', "
+                     "'tlskey' (or their flags)", id="verify-without-files"),
+        pytest.param({"tlskey": "/k"}, '"tlskey": given without "tlsverify": true', id="key"),
+        pytest.param({"tlsverify": "yes"}, '"tlsverify": expected boolean', id="verify-type"),
+    ],
+)
+def test_tls_key_problems_are_one_line(tmp_path: Path, data: dict[str, object],
+                                       problem: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(UserError) as info:
+        parse(["--config", str(path)])
+    assert str(info.value).startswith(f"{path}: {problem}")
+
+
+def test_tls_with_tlsverify_is_mtls(tmp_path: Path) -> None:
+    cfg = parse([], default_file=write(tmp_path, {"tls": True, "tlsverify": True,
+                                                  **pem_files(tmp_path)}))
+    assert cfg.tls is not None
