@@ -65,7 +65,7 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
-        self._info = info or InfoSource(EtcdSettings(etcd.endpoint))
+        self._info = info
 
     @property
     def etcd_endpoint(self) -> str:
@@ -136,7 +136,8 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         self, request: controller_pb2.InfoRequest, context: Context,
     ) -> controller_pb2.InfoResponse:
         pems = list(context.auth_context().get("x509_pem_cert") or [])
-        return await info.info(self._info, await read_state(self._etcd),
+        source = self._info or InfoSource(EtcdSettings(self._etcd.endpoint))
+        return await info.info(source, await read_state(self._etcd),
                                pems[0] if pems else None)
 
 

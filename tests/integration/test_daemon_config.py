@@ -39,14 +39,17 @@ MAX_SIZE, MAX_FILE = 16 * 1024, 3
 MTU = 1400
 AGENT_PORT = 7072           # not the default 7071: the agent's hosts key moved it
 DNS = "10.79.0.53"
-# ~200 KB of log, then a marker and quiet: rotation has to keep MAX_FILE files of MAX_SIZE.
+# ~20 KB of log a second for 20 s, then a marker and quiet: rotation has to keep MAX_FILE
+# files of MAX_SIZE. Paced, so that the agent's passes (every 0.2 s) see each file conmon
+# replaces even on a loaded machine: a burst written within one pass would rotate once.
 CHATTY = """\
 apiVersion: berth/v1
 kind: Service
 metadata: {name: chatty}
 spec:
   image: busybox:latest
-  command: [sh, -c, "i=0; while [ $i -lt 3000 ]; do echo line-$i-%s; i=$((i+1)); done;
+  command: [sh, -c, "i=0; while [ $i -lt 20 ]; do j=0; while [ $j -lt 200 ]; do
+    echo line-$i-$j-%s; j=$((j+1)); done; sleep 1; i=$((i+1)); done;
     echo done-marker; exec sleep 3600"]
 """ % ("x" * 50)
 FILLER = """\
