@@ -36,7 +36,7 @@ _CTL, _AGENT, _HEALTH = "/berth.v1.Controller/", "/berth.v1.Agent/", "/grpc.heal
 
 ALLOWED: dict[str, frozenset[str]] = {
     **{_CTL + m: frozenset({ADMIN}) for m in (
-        "Apply", "Get", "Delete", "Exec", "Logs", "ImageLoad", "NetCheck")},
+        "Apply", "Get", "Delete", "Exec", "Logs", "ImageLoad", "NetCheck", "Info")},
     _CTL + "ImagePull": frozenset({ADMIN, NODE}),
     **{_AGENT + m: frozenset({CONTROLLER}) for m in (
         "Exec", "Logs", "Inspect", "ImageLoad", "ImageRemove", "NetDiag")},

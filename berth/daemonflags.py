@@ -50,10 +50,13 @@ def add_common(parser: argparse.ArgumentParser, *, metrics_default: str | None) 
     parser.add_argument("--etcd-ca", default=None, help="CA bundle that signed etcd's cert")
     parser.add_argument("--etcd-cert", default=None, help="client certificate for etcd")
     parser.add_argument("--etcd-key", default=None, help="client key for etcd")
-    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    # None: not given (a daemon's configuration file may set it; berth.daemonconfig).
+    parser.add_argument("--log-level", default=None, type=str.upper, choices=LOG_LEVELS,
+                        help="log level (default INFO)")
     parser.add_argument("--metrics-listen", default=metrics_default,
                         help="HOST:PORT for Prometheus /metrics; '' to serve none")
-    parser.add_argument("--tlsverify", action="store_true",
+    # default None, not False: a configuration file's "tlsverify" clashes only with a given flag.
+    parser.add_argument("--tlsverify", action="store_true", default=None,
                         help="serve mTLS: require client certificates signed by --tlscacert")
     parser.add_argument("--tlscacert", default=None, help="CA that signs every berth peer")
     parser.add_argument("--tlscert", default=None, help="this daemon's certificate")
@@ -82,7 +85,7 @@ def common(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Common:
         parser.error("--etcd-cert and --etcd-key go together")
     return Common(
         etcd=EtcdSettings(ns.etcd, ns.etcd_ca, ns.etcd_cert, ns.etcd_key),
-        log_level=logging.getLevelName(logging.getLevelName(ns.log_level)),
+        log_level=logging.getLevelName(logging.getLevelName(ns.log_level or "INFO")),
         metrics_listen=ns.metrics_listen,
         tls=_tls(parser, ns),
     )

@@ -10,6 +10,7 @@ docker does, so their own exit codes stay the command's.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Coroutine
@@ -239,6 +240,26 @@ def netcheck(
     print(netreport.as_json(report) if fmt == "json" else netreport.text(report, fmt))
     if not report.ok:
         raise typer.Exit(ExitCode.NETCHECK_FAILED)
+
+
+@app.command()
+def info(
+    fmt: Annotated[str, typer.Option("-o", "--output", help="text|json")] = "text",
+) -> None:
+    """Versions, etcd members and their health, each node's host and drivers, certificates."""
+    from clusterctl import info as render
+
+    if fmt not in ("text", "json"):
+        raise CtlError(f"unknown output format {fmt!r} (expected text or json)")
+
+    async def go() -> controller_pb2.InfoResponse:
+        async with connect(_state["where"]) as stub:
+            resp: controller_pb2.InfoResponse = await stub.Info(controller_pb2.InfoRequest())
+            return resp
+
+    resp = _run(go())
+    print(json.dumps(render.as_dict(resp), indent=2, sort_keys=True) if fmt == "json"
+          else render.text(resp))
 
 
 @image_app.command("load")

@@ -2,11 +2,11 @@
 
 Built by main.py; tests start it with ``start_server``. Each RPC delegates:
 Apply/Delete to store.py, Get to state.py + placement.py, Exec/Logs to
-proxy.py, ImageLoad/ImagePull to images.py. Handlers raise; ``maps_errors`` (berth's
-one table, plus controller.errors.describe) turns errors into gRPC statuses with a
-one-line message as the details, which clusterctl prints as is; a failure to reach etcd
-or an agent also says which part in the trailing metadata. Message sizes are bounded by
-berth.grpcopts. NetCheck (clusterctl netcheck) delegates to netcheck.py.
+proxy.py, ImageLoad/ImagePull to images.py, Info to info.py. Handlers raise;
+``maps_errors`` (berth's one table, plus controller.errors.describe) turns errors into
+gRPC statuses with a one-line message as the details, which clusterctl prints as is; a
+failure to reach etcd or an agent also says which part in the trailing metadata. Message
+sizes are bounded by berth.grpcopts. NetCheck (clusterctl netcheck) delegates to netcheck.py.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from berth import authz
+from berth.daemonflags import EtcdSettings
 from berth.errors import BerthError, UserError
 from berth.etcd import KeyValue
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
 from berth.tls import TlsSettings
-from controller import getters, netcheck, proxy, store
+from controller import getters, info, netcheck, proxy, store
 from controller.errors import describe
 from controller.images import ImageStore, read_chunks
+from controller.info import InfoSource
 from controller.scheduler import Scheduler
 from controller.state import read_state
 from protos import common_pb2, controller_pb2, controller_pb2_grpc, netcheck_pb2
@@ -55,12 +58,14 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
 
     def __init__(self, etcd: KeyValue, images: ImageStore, scheduler: Scheduler | None,
                  limits: Limits = DEFAULT_LIMITS,
-                 dialer: proxy.AgentDialer = proxy.PLAINTEXT) -> None:
+                 dialer: proxy.AgentDialer = proxy.PLAINTEXT,
+                 info: InfoSource | None = None) -> None:
         self._etcd = etcd
         self._dialer = dialer
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
+        self._info = info
 
     @property
     def etcd_endpoint(self) -> str:
@@ -127,6 +132,14 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
         return await netcheck.netcheck(await read_state(self._etcd), request.network,
                                        self._dialer)
 
+    async def Info(
+        self, request: controller_pb2.InfoRequest, context: Context,
+    ) -> controller_pb2.InfoResponse:
+        pems = list(context.auth_context().get("x509_pem_cert") or [])
+        source = self._info or InfoSource(EtcdSettings(self._etcd.endpoint))
+        return await info.info(source, await read_state(self._etcd),
+                               pems[0] if pems else None)
+
 
 def _decode(source: str, raw: bytes) -> str:
     try:
@@ -148,7 +161,8 @@ class RunningServer:
 
 async def start_server(
     etcd: KeyValue, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
-    limits: Limits | None = None, tls: TlsSettings | None = None,
+    limits: Limits | None = None, tls: TlsSettings | None = None, *,
+    max_archive: int = MAX_ARCHIVE_BYTES, info_source: InfoSource | None = None,
 ) -> RunningServer:
     """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
 
@@ -160,8 +174,8 @@ async def start_server(
     if limits is None:
         limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
     dialer = proxy.AgentDialer(tls)
-    service = ControllerService(etcd, ImageStore(etcd, state_dir, dialer=dialer), scheduler,
-                                limits, dialer)
+    images = ImageStore(etcd, state_dir, max_archive=max_archive, dialer=dialer)
+    service = ControllerService(etcd, images, scheduler, limits, dialer, info_source)
     controller_pb2_grpc.add_ControllerServicer_to_server(
         service, server)
     health_servicer = AioHealthServicer()
