@@ -101,6 +101,15 @@ def _tls_flags(state: LabState, stem: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _no_config(state: LabState) -> list[str]:
+    """``--config`` naming an empty file: lab daemons never read the machine's
+    /etc/berth/*.json, which belongs to a real deployment on this host."""
+    path = lab_dir(state.name) / "daemon-config.json"
+    if not path.exists():
+        path.write_text("{}\n")
+    return ["--config", str(path)]
+
+
 def etcd_argv(state: LabState) -> list[str]:
     ip, data = state.ctl_ip, lab_dir(state.name) / "etcd"
     peer = "https://127.0.0.1:2380"
@@ -127,6 +136,7 @@ def controller_argv(state: LabState) -> list[str]:
         find_program("berth-controller"), "--listen", f"{ip}:{CONTROLLER_PORT}",
         "--etcd", f"{ip}:{ETCD_PORT}", "--state-dir", str(lab_dir(state.name) / "controller"),
         "--metrics-listen", f"{ip}:{CONTROLLER_METRICS_PORT}", *_tls_flags(state, "controller"),
+        *_no_config(state),
     ]  # fmt: skip
 
 
@@ -142,7 +152,7 @@ def agent_argv(state: LabState, index: int) -> list[str]:
         "--cgroup-parent", f"berth-{state.name}-{host}",
         # The lab has no way out, so containers' unknown names must fail fast
         # rather than be forwarded to the machine's own resolvers.
-        "--dns-upstreams", "none", *_tls_flags(state, f"node-{host}"),
+        "--dns-upstreams", "none", *_tls_flags(state, f"node-{host}"), *_no_config(state),
     ]  # fmt: skip
 
 
