@@ -21,10 +21,12 @@ import pytest
 from agent.endpoints import EndpointTable
 from berth import keyspace
 from berth.etcd import Etcd3Client, EtcdPermissionDenied, EtcdUnavailable, rbac
-from berth.records import Endpoint
+from berth.records import ContainerStatus, Endpoint, NodeRecord
 from protos.etcd import rpc_pb2
 from tests import needs
 from tests.integration.conftest import EtcdTls, run_etcd
+from tests.integration.test_errors import clusterctl
+from tests.integration.test_poison import GOOD, Daemon, _json
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +283,51 @@ async def test_a_node_name_that_could_reach_other_keys_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="node name"):
         await rbac.add_node(admin, name)
+
+
+# ---- the real controller daemon under the controller's certificate ----
+
+
+async def test_the_controller_daemon_schedules_under_its_etcd_user(
+    fresh: Pki, tmp_path: Path
+) -> None:
+    """berth-controller with --etcd-cert controller; h1 registers and reports as node:h1."""
+    await _bootstrap(fresh, ("h1", "h2"))
+    cert, key = fresh.files("controller")
+    daemon = Daemon(f"https://{ENDPOINT[0]}", tmp_path / "state", tmp_path / "controller.log")
+    daemon._argv += ["--etcd-ca", str(fresh.ca), "--etcd-cert", str(cert), "--etcd-key",
+                     str(key)]
+    async with fresh.client("node:h1") as h1, fresh.client("node:h2") as h2:
+        lease = await h1.lease(30)
+        await h1.put(keyspace.node("h1"), NodeRecord(
+            name="h1", address="192.0.2.10", agent_addr="127.0.0.1:1",
+            bip="172.17.0.1/16", gwbridge="172.18.0.1/16").dumps(), lease=lease)
+        try:
+            await daemon.start()
+            manifest = tmp_path / "web.yaml"
+            manifest.write_text(GOOD)
+            applied = await clusterctl(daemon.address, "apply", "-f", str(manifest))
+            assert applied.code == 0, applied
+            await _row_until(daemon.address, "web-1", "node", "h1")
+            # h2 claims web-1 under its own prefix: not its container, so it does not count.
+            await h2.put(keyspace.status("h2", "web-1"), ContainerStatus(
+                name="web-1", node="h2", state="exited", exit_code=1).dumps())
+            await h1.put(keyspace.status("h1", "web-1"), ContainerStatus(
+                name="web-1", node="h1", state="running", pid=42).dumps())
+            row = await _row_until(daemon.address, "web-1", "state", "running")
+            assert (row["node"], row["pid"]) == ("h1", 42)
+            assert "permission denied" not in (tmp_path / "controller.log").read_text()
+        finally:
+            await daemon.stop()
+            await lease.revoke()
+
+
+async def _row_until(address: str, name: str, column: str, want: str) -> dict[str, object]:
+    """The container's `get containers` row once COLUMN reads WANT (within 20 s)."""
+    rows: dict[str, dict[str, object]] = {}
+    for _ in range(200):
+        rows = await _json(address, "containers")
+        if rows.get(name, {}).get(column) == want:
+            return rows[name]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name}: {column} never became {want}: {rows.get(name)}")
