@@ -318,6 +318,10 @@ class _PassWriter:
                                                  [txn.delete(ep.key)])
             if ok:
                 log.info("deleted stale endpoint %s", ep.key)
+        for key, revision in sorted(self._state.stray_keys.items()):
+            ok, _ = await self._etcd.transaction([txn.mod(key) == revision], [txn.delete(key)])
+            if ok:
+                log.info("deleted %s: not a per-node status or endpoint key", key)
 
 
 def _log_failure(exc: Exception, failures: int, delay: float) -> None:

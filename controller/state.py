@@ -93,6 +93,9 @@ class ClusterState:
     statuses: dict[str, ContainerStatus] = field(default_factory=dict)
     endpoints: Counter[str] = field(default_factory=Counter)   # network -> endpoint count
     endpoint_keys: list[EndpointKey] = field(default_factory=list)
+    # Status and endpoint keys of another shape (the layout before per-node keys): key ->
+    # mod revision; nothing reads them, the scheduler deletes them.
+    stray_keys: dict[str, int] = field(default_factory=dict)
     allocations: list[Allocation] = field(default_factory=list)   # /berth/ipam/
     vnis: VniTable = field(default_factory=VniTable)
     invalid: list[InvalidObject] = field(default_factory=list)
@@ -156,6 +159,7 @@ async def read_state(etcd: KeyValue) -> ClusterState:
     for _, meta in endpoints.items:
         where = keyspace.parse_endpoint(meta.key)
         if where is None:
+            state.stray_keys[meta.key] = meta.mod_revision
             continue
         node, network, container = where
         state.endpoints[network] += 1
@@ -180,6 +184,7 @@ def _read_statuses(
     for value, meta in listing.items:
         where = keyspace.parse_status(meta.key)
         if where is None:
+            state.stray_keys[meta.key] = meta.mod_revision
             continue
         node, name = where
         home = assigned.get(name)

@@ -166,6 +166,9 @@ async def test_missing_vni_is_repaired_and_orphans_collected(cluster: Cluster) -
     await cluster.etcd.put(keyspace.vni(5000), "gone")
     await cluster.etcd.put(keyspace.ipam("appnet", "10.42.0.77"), "ghost-1")
     await cluster.etcd.put(keyspace.endpoint("host1", "appnet", "ghost-1"), b"{}")
+    # Keys of the layout before per-node keys, left by an older berth: collected too.
+    await cluster.etcd.put(keyspace.ENDPOINTS + "appnet/ghost-2", b"{}")
+    await cluster.etcd.put(keyspace.STATUS + "ghost-2", b"{}")
     await cluster.scheduler.run_pass()
     assert await cluster.under(keyspace.NETSTATE) == {"appnet": "4096"}
     assert await cluster.under(keyspace.VNI) == {"4096": "appnet"}
@@ -174,6 +177,7 @@ async def test_missing_vni_is_repaired_and_orphans_collected(cluster: Cluster) -
     assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.2": "web-1",
                                                   GW_KEY: "web-1"}
     assert await cluster.under(keyspace.ENDPOINTS) == {}
+    assert await cluster.under(keyspace.STATUS) == {}
 
 
 async def test_leftover_address_is_reused_and_lost_one_reclaimed(cluster: Cluster) -> None:
