@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.implicitnets import GatewaySetting, parse_gateway
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
+from berth.tls import TlsSettings
 
 log = logging.getLogger("berth.agent")
 
@@ -69,6 +70,7 @@ class AgentConfig:
     # (agent.implicitnets.choose), around the node's own addresses and routes.
     bip: GatewaySetting | None = None
     gwbridge_bip: GatewaySetting | None = None
+    tls: TlsSettings | None = None                # None: plaintext API (no --tlsverify)
 
     @property
     def advertise(self) -> str:
@@ -231,4 +233,5 @@ def parse(argv: list[str] | None = None) -> AgentConfig:
         bip=_gateway("--bip", ns.bip, "bip", data.bip, ns.config),
         gwbridge_bip=_gateway("--gwbridge-bip", ns.gwbridge_bip, "gwbridge-bip",
                               data.gwbridge_bip, ns.config),
+        tls=shared.tls,
     )

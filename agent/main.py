@@ -28,12 +28,14 @@ from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
 from agent.runtime.layerstore import ensure_private_dir
 from agent.server import AgentService
-from berth import grpcopts, metrics
+from berth import authz, grpcopts, metrics
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
 from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
 from berth.records import NodeRecord
+from berth.tls import TlsSettings
+from berth.tls import channel as tlschannel
 from netplugins.contract import HostContext, Underlay
 from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
@@ -44,8 +46,10 @@ log = logging.getLogger("berth.agent")
 class ImagePuller:
     """Fetches an image archive the node lacks from the controller, then loads it."""
 
-    def __init__(self, controller: str, runtime: Runtime, scratch: Path) -> None:
+    def __init__(self, controller: str, runtime: Runtime, scratch: Path,
+                 tls: TlsSettings | None = None) -> None:
         self._controller = controller
+        self._tls = tls
         self._runtime = runtime
         self._scratch = scratch
 
@@ -53,8 +57,8 @@ class ImagePuller:
         if not self._controller:
             return
         try:
-            async with grpc.aio.insecure_channel(
-                self._controller, options=grpcopts.channel_options()
+            async with tlschannel(
+                self._controller, self._tls, grpcopts.channel_options()
             ) as channel:
                 stub = controller_pb2_grpc.ControllerStub(channel)
                 frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
@@ -66,12 +70,12 @@ class ImagePuller:
 async def _serve(
     cfg: agent_config.AgentConfig, runtime: Runtime, network: NetworkManager
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(options=grpcopts.server_options())
+    server = authz.make_server(cfg.tls, "berth-agent")
     service = AgentService(runtime, cfg.state_dir / "tmp", network)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(cfg.listen) == 0:
+    if authz.add_port(server, cfg.listen, cfg.tls) == 0:
         raise UserError(f"cannot listen on {cfg.listen}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -136,7 +140,15 @@ async def _node_record(cfg: agent_config.AgentConfig, underlay: Underlay) -> Nod
     return record.model_copy(update={"bip": nets.bip, "gwbridge": nets.gwbridge})
 
 
+def _check_identity(cfg: agent_config.AgentConfig) -> None:
+    """An agent acts only as the node its certificate names: refuse any other --node."""
+    if cfg.tls is not None and (cn := cfg.tls.common_name()) != f"node:{cfg.node}":
+        raise UserError(f"--tlscert {cfg.tls.cert}: its CN is {cn!r}, but this agent is "
+                        f"--node {cfg.node} (CN 'node:{cfg.node}' expected)")
+
+
 async def run(cfg: agent_config.AgentConfig) -> None:
+    _check_identity(cfg)
     # Root-only, also for an existing install: the state dir holds image layers (setuid
     # binaries included) and container roots, which no host user may reach.
     ensure_private_dir(cfg.state_dir)
@@ -156,7 +168,7 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         await network.remove_stale()
         server = await _serve(cfg, runtime, network)
         registration = Registration(etcd, record, cfg.lease_ttl)
-        puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
+        puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp", cfg.tls)
         reconciler = Reconciler(
             etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller, hooks=network
         )

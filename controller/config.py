@@ -13,6 +13,7 @@ from pathlib import Path
 
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.limits import DEFAULT_MAX_CONTAINERS_PER_NODE, DEFAULT_MAX_REPLICAS, Limits
+from berth.tls import TlsSettings
 
 METRICS_PORT = 9101
 
@@ -26,6 +27,7 @@ class ControllerConfig:
     etcd: EtcdSettings
     log_level: str
     metrics_listen: str
+    tls: TlsSettings | None = None     # None: plaintext API (no --tlsverify)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,5 +59,5 @@ def parse(argv: list[str] | None = None) -> ControllerConfig:
     return ControllerConfig(
         listen=ns.listen, state_dir=ns.state_dir, scheduler=not ns.no_scheduler, limits=limits,
         etcd=shared.etcd, log_level=shared.log_level,
-        metrics_listen=shared.metrics_listen or "",
+        metrics_listen=shared.metrics_listen or "", tls=shared.tls,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from berth import metrics
 from berth.daemon import run_daemon
+from berth.errors import UserError
 from controller import config
 from controller.config import ControllerConfig
 from controller.scheduler import Scheduler
@@ -30,12 +31,16 @@ log = logging.getLogger("berth.controller")
 
 
 async def run(cfg: ControllerConfig) -> None:
+    if cfg.tls is not None and (cn := cfg.tls.common_name()) != "controller":
+        raise UserError(f"--tlscert {cfg.tls.cert}: its CN is {cn!r}, a controller's is "
+                        "'controller'")
     metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     etcd = cfg.etcd.client()
     async with etcd:
         await etcd.status()     # fail fast with a clear message if etcd is unreachable
         scheduler = Scheduler(etcd, cfg.limits) if cfg.scheduler else None
-        running = await start_server(etcd, cfg.listen, cfg.state_dir, scheduler, cfg.limits)
+        running = await start_server(etcd, cfg.listen, cfg.state_dir, scheduler, cfg.limits,
+                                     cfg.tls)
         log.info("controller listening on port %d (etcd %s)", running.port, cfg.etcd.endpoint)
         if metrics_server is not None:
             log.info("serving /metrics on port %d", metrics_server.port)

@@ -20,11 +20,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from berth import grpcopts
+from berth import authz
 from berth.errors import BerthError, UserError
 from berth.etcd import KeyValue
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
+from berth.tls import TlsSettings
 from controller import getters, netcheck, proxy, store
 from controller.errors import describe
 from controller.images import ImageStore, read_chunks
@@ -53,8 +54,10 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     """Each RPC delegates and raises; maps_errors turns what it raises into a status."""
 
     def __init__(self, etcd: KeyValue, images: ImageStore, scheduler: Scheduler | None,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS,
+                 dialer: proxy.AgentDialer = proxy.PLAINTEXT) -> None:
         self._etcd = etcd
+        self._dialer = dialer
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
@@ -96,13 +99,13 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def Exec(
         self, request: common_pb2.ExecRequest, context: Context
     ) -> AsyncIterator[common_pb2.ExecOutput]:
-        async for frame in proxy.exec_(self._etcd, request):
+        async for frame in proxy.exec_(self._etcd, request, self._dialer):
             yield frame
 
     async def Logs(
         self, request: common_pb2.LogsRequest, context: Context
     ) -> AsyncIterator[common_pb2.LogEntry]:
-        async for frame in proxy.logs(self._etcd, request):
+        async for frame in proxy.logs(self._etcd, request, self._dialer):
             yield frame
 
     async def ImageLoad(
@@ -121,7 +124,8 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def NetCheck(
         self, request: netcheck_pb2.NetCheckRequest, context: Context,
     ) -> netcheck_pb2.NetCheckResponse:
-        return await netcheck.netcheck(await read_state(self._etcd), request.network)
+        return await netcheck.netcheck(await read_state(self._etcd), request.network,
+                                       self._dialer)
 
 
 def _decode(source: str, raw: bytes) -> str:
@@ -144,22 +148,26 @@ class RunningServer:
 
 async def start_server(
     etcd: KeyValue, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
-    limits: Limits | None = None,
+    limits: Limits | None = None, tls: TlsSettings | None = None,
 ) -> RunningServer:
     """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
 
     ``limits`` default to the scheduler's, so Get explains pending containers as it does.
+    ``tls``: serve mTLS, authorize every call by its certificate (berth.authz), and dial
+    agents with the same identity; None serves plaintext (with a warning).
     """
-    server = grpc.aio.server(options=grpcopts.server_options())
+    server = authz.make_server(tls, "berth-controller")
     if limits is None:
         limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
-    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
+    dialer = proxy.AgentDialer(tls)
+    service = ControllerService(etcd, ImageStore(etcd, state_dir, dialer=dialer), scheduler,
+                                limits, dialer)
     controller_pb2_grpc.add_ControllerServicer_to_server(
         service, server)
     health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        port = server.add_insecure_port(listen)
+        port = authz.add_port(server, listen, tls)
     except RuntimeError as exc:
         raise UserError(f"cannot listen on {listen}: {exc}") from exc
     await server.start()
