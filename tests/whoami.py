@@ -3,6 +3,8 @@ traffic and the source address it arrives with (NAT tests).
 
     python tests/whoami.py serve tcp|udp PORT       answer every client with its address
     python tests/whoami.py ask tcp|udp IP PORT      print the answer; exit 1 if none
+    python tests/whoami.py scan IP:PORT...          print each TCP IP:PORT that accepts
+                                                    a connection, trying all at once
 
 Run inside a namespace with ``nsenter --net=...``. No third-party imports.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 TIMEOUT = 2.0
 
@@ -48,7 +51,26 @@ def ask(proto: str, ip: str, port: int) -> int:
     return 0 if answer else 1
 
 
+def _accepts(target: str) -> bool:
+    ip, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((ip, int(port)), timeout=TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def scan(targets: list[str]) -> int:
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        for target, ok in zip(targets, pool.map(_accepts, targets), strict=True):
+            if ok:
+                print(target)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["scan"]:
+        return scan(argv[1:])
     if argv[:1] == ["serve"] and len(argv) == 3:
         serve(argv[1], int(argv[2]))
         return 0
