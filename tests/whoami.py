@@ -5,12 +5,16 @@ traffic and the source address it arrives with (NAT tests).
     python tests/whoami.py ask tcp|udp IP PORT      print the answer; exit 1 if none
     python tests/whoami.py scan IP:PORT...          print each TCP IP:PORT that accepts
                                                     a connection, trying all at once
+    python tests/whoami.py listen IP:PORT...        accept (and close) TCP on each; one
+                                                    already taken is named on stdout
 
 Run inside a namespace with ``nsenter --net=...``. No third-party imports.
 """
 
 from __future__ import annotations
 
+import errno
+import selectors
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -68,9 +72,34 @@ def scan(targets: list[str]) -> int:
     return 0
 
 
+def listen(targets: list[str]) -> int:
+    sel = selectors.DefaultSelector()
+    for target in targets:
+        ip, _, port = target.rpartition(":")
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            srv.bind((ip, int(port)))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            srv.close()
+            print(f"taken {target}", flush=True)
+            continue
+        srv.listen(64)
+        sel.register(srv, selectors.EVENT_READ)
+    print("ready", flush=True)
+    while True:
+        for key, _ in sel.select():
+            conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+            conn.close()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["scan"]:
         return scan(argv[1:])
+    if argv[:1] == ["listen"]:
+        return listen(argv[1:])
     if argv[:1] == ["serve"] and len(argv) == 3:
         serve(argv[1], int(argv[2]))
         return 0
