@@ -5,8 +5,8 @@ traffic and the source address it arrives with (NAT tests).
     python tests/whoami.py ask tcp|udp IP PORT      print the answer; exit 1 if none
     python tests/whoami.py scan IP:PORT...          print each TCP IP:PORT that accepts
                                                     a connection, trying all at once
-    python tests/whoami.py listen IP:PORT...        accept (and close) TCP on each; one
-                                                    already taken is named on stdout
+    python tests/whoami.py listen IP:PORT...        accept (and close) TCP on each (IPv6:
+                                                    ``::``); one already taken is named
 
 Run inside a namespace with ``nsenter --net=...``. No third-party imports.
 """
@@ -76,8 +76,11 @@ def listen(targets: list[str]) -> int:
     sel = selectors.DefaultSelector()
     for target in targets:
         ip, _, port = target.rpartition(":")
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        srv = socket.socket(family, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             srv.bind((ip, int(port)))
         except OSError as exc:

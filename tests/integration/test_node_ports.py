@@ -6,6 +6,9 @@ would steal one. Namespaces come from tests/bridgelab.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -168,3 +171,42 @@ async def test_a_reserved_host_port_is_not_published(lab: World) -> None:
         await BridgeDriver(ctx).add(att, APP)
     assert "c-" not in lab.ruleset(), "nothing of the refused ADD is left"
     await BridgeHost(APP, ctx).teardown()
+
+
+def listen(lab: World, *targets: str) -> None:
+    """Listeners in the node (tests/whoami.py listen), killed with the world."""
+    proc = subprocess.Popen(["nsenter", f"--net={lab.path('h')}", sys.executable, WHOAMI,
+                             "listen", *targets], stdout=subprocess.PIPE)
+    lab.procs.append(proc)
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    proc.stdout.close()
+    assert ready == b"ready\n", ready
+
+
+def link_local(lab: World, role: str, dev: str) -> str | None:
+    """``dev``'s IPv6 link-local address once DAD is done (None before)."""
+    out = lab.run(role, "ip", "-j", "-6", "addr", "show", "dev", dev).stdout
+    for link in json.loads(out):
+        for addr in link.get("addr_info", []):
+            if addr["local"].startswith("fe80:") and not addr.get("tentative"):
+                return str(addr["local"])
+    return None
+
+
+async def test_ipv6_link_local_is_closed_too(lab: World) -> None:
+    """Every bridge has an IPv6 link-local address, and a daemon on ``[::]`` listens there:
+    the chain is inet, so that path is closed as well."""
+    plug(lab, "bb-0a1b2c3d4e", "c1", 5)
+    listen(lab, ":::2379", ":::7071")
+    for _ in range(100):
+        bridge, mine = link_local(lab, "h", "bb-0a1b2c3d4e"), link_local(lab, "c1", "eth0")
+        if bridge and mine:
+            break
+        await asyncio.sleep(0.1)
+    assert bridge and mine, "no IPv6 link-local address on the bridge or the container"
+    targets = [f"{bridge}%eth0:2379", f"{bridge}%eth0:7071"]
+    out = lab.run("c1", sys.executable, WHOAMI, "scan", *targets).stdout
+    assert set(out.split()) == set(targets), "open without the rules"
+    await (await context(lab)).firewall.ensure_node_ports(PORTS)
+    assert lab.run("c1", sys.executable, WHOAMI, "scan", *targets).stdout == ""
