@@ -22,10 +22,11 @@ overlay container reaches its node's addresses: its default route leads there), 
 overlay bridges ``bo-<vni>`` (they have no address, but a container can still address a
 frame to the bridge's MAC). The names are bridge/config.py's and overlay/devices.py's;
 tests/unit pins that they match. The input hook sees every packet for any address of this
-node (the underlay IP, every bridge gateway, 127.0.0.1, IPv6 link-local on the bridges: the
-chain is ``inet``), whichever address the container picked, so the rule names no address.
-Packets routed through the node (to another node, to the outside, DNATed to a published
-port) never reach input: they are untouched, as are ICMP and every other port.
+node, whichever the container picked (the underlay IP, every bridge gateway, IPv6
+link-local on the bridges: the chain is ``inet``; 127.0.0.0/8 from a bridge is already
+dropped by its network's ``raw-pre``), so the rule names no address. Packets routed
+through the node (to another node, to the outside, DNATed to a published port) never reach
+input: they are untouched, as are ICMP and every other port.
 
 Drop, not reject: a container learns nothing about what listens there. Every packet, not
 only ``ct state new``: nothing a node's daemon does answers a container from these ports.
