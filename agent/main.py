@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from agent import config as agent_config
-from agent import hostfacts, implicitnets
+from agent import hostfacts, implicitnets, nodeports
 from agent.dns import DnsServer, Records, Upstream
 from agent.imagestream import load_stream
 from agent.network import NetworkManager
@@ -39,6 +39,7 @@ from berth.records import NodeRecord
 from berth.tls import TlsSettings
 from berth.tls import channel as tlschannel
 from netplugins.contract import HostContext, Underlay
+from netplugins.firewall.nodeports import keep_node_ports
 from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
 
@@ -177,6 +178,11 @@ async def run(cfg: agent_config.AgentConfig) -> None:
     metrics_server = metrics.serve(cfg.metrics_listen) if cfg.metrics_listen else None
     async with etcd:
         network = _network(cfg, etcd, underlay)
+        # Before anything listens or any container runs: berth's and etcd's ports are
+        # closed to containers (netplugins.firewall.nodeports); the rules outlive the agent.
+        firewall, closed = network.ctx.firewall, nodeports.node_ports(cfg)
+        await firewall.ensure_node_ports(closed)
+        log.info("closed to containers: tcp %s, udp %s", sorted(closed.tcp), sorted(closed.udp))
         await network.remove_stale()
         server = await _serve(cfg, runtime, network)
         registration = Registration(etcd, record, cfg.lease_ttl)
@@ -196,6 +202,10 @@ async def run(cfg: agent_config.AgentConfig) -> None:
             asyncio.create_task(_supervised("endpoint watch", network.run), name="endpoints"),
             asyncio.create_task(
                 _supervised("log rotation", runtime.rotate_logs_forever), name="logrotate"
+            ),
+            asyncio.create_task(
+                _supervised("node ports", lambda: keep_node_ports(firewall, closed)),
+                name="nodeports",
             ),
         ]
         log.info("agent %s serving on %s", cfg.node, cfg.listen)

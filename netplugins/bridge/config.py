@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from berth.manifest_model import DEFAULT_NETWORK
 from netplugins.contract import Attachment, NetConf, PortMap, Underlay
 from netplugins.errors import NetworkConfigError
+from netplugins.firewall import NodePorts
 
 DEFAULT_BRIDGE = "berth0"
 CONTAINER_OWNER_PREFIX = "c-"
@@ -91,8 +92,12 @@ class BridgeConf:
         return cls(net.name, bridge_name(net.name), subnet, gateway, mtu,
                    icc=options.get("icc", "true") == "true", internal=net.internal)
 
-    def check_attachment(self, att: Attachment) -> None:
-        """Refuse an attachment this network cannot carry, with one clear reason."""
+    def check_attachment(self, att: Attachment, reserved: NodePorts | None = None) -> None:
+        """Refuse an attachment this network cannot carry, with one clear reason.
+
+        ``reserved``: the node's own ports (netplugins.firewall.nodeports), which a DNAT
+        would steal from berth or etcd, so they are never published.
+        """
         where = f"network {self.network}: {att.container_name}"
         try:
             ip = ipaddress.IPv4Address(att.ip)
@@ -112,6 +117,11 @@ class BridgeConf:
                                      "that carries the default route")
         for port in att.ports:
             _check_port(where, port)
+            if reserved is not None and reserved.reserved(port.host_port, port.protocol):
+                raise NetworkConfigError(
+                    f"{where}: host port {port.host_port}/{port.protocol} is one of this "
+                    "node's berth or etcd ports, which containers may not take; publish "
+                    "another")
 
 
 def _gateway(where: str, subnet: ipaddress.IPv4Network, raw: str) -> ipaddress.IPv4Address:

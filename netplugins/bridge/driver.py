@@ -58,7 +58,7 @@ class BridgeDriver:
 
     async def add(self, att: Attachment, net: NetConf) -> AttachResult:
         conf = BridgeConf.of(net, self._ctx.underlay)
-        conf.check_attachment(att)
+        conf.check_attachment(att, self._ctx.firewall.node_ports)
         mac = att.mac or mac_from_ip(att.ip)
         host_if, sandbox = veth_name(net.name, att), netns_path(att.netns)
         fw = self._ctx.firewall

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from netplugins.errors import KernelError
 from netplugins.firewall.command import HostCommands
 from netplugins.firewall.docker import DockerForward
+from netplugins.firewall.nodeports import NodePorts, node_ports_ruleset
 from netplugins.firewall.rules import (
     FAMILIES,
     TABLE,
@@ -49,6 +50,7 @@ class Firewall:
         self._docker = DockerForward(self._cmd, iptables)
         self._lock = asyncio.Lock()
         self._desired: dict[str, Ruleset] = {}
+        self._node_ports: NodePorts | None = None
 
     # -- reading ----------------------------------------------------------------------
 
@@ -145,6 +147,18 @@ class Firewall:
         if gone:
             log.info("firewall: removed stale owners %s", ", ".join(gone))
         return gone
+
+    # -- the node's own ports (nodeports.py) --------------------------------------------
+
+    @property
+    def node_ports(self) -> NodePorts | None:
+        """The ports closed to containers on this node; None until the agent closed them."""
+        return self._node_ports
+
+    async def ensure_node_ports(self, ports: NodePorts) -> bool:
+        """Close ``ports`` to containers (owner ``node-ports``); True if anything changed."""
+        self._node_ports = ports
+        return await self.apply(node_ports_ruleset(ports))
 
     # -- host settings the rules depend on ----------------------------------------------
 

@@ -4,9 +4,10 @@ that becomes one nft transaction, and how the kernel's JSON listing is read back
 Called by netplugins.firewall.firewall (the only part that runs commands) and by unit
 tests; nothing here touches the kernel.
 
-Layout in the kernel. berth owns ``table ip berth`` and ``table bridge berth`` and nothing
-else. Each table has fixed base chains (``Base``), which hold nothing but one ``jump`` per
-owner chain, sorted by name. Each owner (one network, one container attachment) has at
+Layout in the kernel. berth owns ``table ip berth``, ``table inet berth`` (only the input
+hook, for the node's own ports) and ``table bridge berth`` and nothing else. Each table has
+fixed base chains (``Base``), which hold nothing but one ``jump`` per owner chain, sorted
+by name. Each owner (one network, one container attachment) has at
 most one chain per base, named ``<owner>.<base>``, e.g. ``bb-0a1b2c3d4e.filter-fwd``. Every
 owner rule carries ``comment "berth:<hash of its text>"`` so that CHECK compares what it
 asked for with what the kernel holds without depending on how nft prints a rule back.
@@ -36,6 +37,8 @@ class Base(enum.Enum):
     NAT_POST = ("ip", "nat-post", "nat", "postrouting", 100)
     FILTER_FWD = ("ip", "filter-fwd", "filter", "forward", 0)
     BRIDGE_FWD = ("bridge", "filter-fwd", "filter", "forward", -200)
+    # inet: one chain for IPv4 and IPv6 alike (the node's ports, nodeports.py).
+    INPUT = ("inet", "filter-in", "filter", "input", 0)
 
     @property
     def family(self) -> str:
@@ -56,7 +59,7 @@ class Base(enum.Enum):
         return f"type {kind} hook {hook} priority {prio}; policy {policy};"
 
 
-FAMILIES = ("ip", "bridge")
+FAMILIES = ("ip", "inet", "bridge")
 
 
 @dataclass(frozen=True)
