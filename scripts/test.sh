@@ -8,6 +8,7 @@ sh scripts/install.sh
 # tests/vm boot it; built once and cached (a cold build takes about 3 minutes, see docs/vm.md).
 echo "== VM image for tests/vm"; sh scripts/vm-image.sh
 echo "== ruff"; ruff check .
+echo "== ansible-lint"; (cd ansible && ansible-lint --offline --profile production)
 echo "== mypy --strict"; mypy berth agent controller clusterctl netplugins bench
 echo "== import-linter"; lint-imports
 echo "== generated protobuf code is fresh"; sh scripts/check-protos.sh
