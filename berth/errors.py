@@ -4,7 +4,8 @@
     ├── UserError            bad input from a person: one clear line, exit 1, never retried
     │   ├── ManifestError    names file, document and field path
     │   ├── DigestError      not ``sha256:`` + 64 lowercase hex (berth.digest)
-    │   └── PathEscapeError  a store path resolving outside its store (berth.digest)
+    │   ├── PathEscapeError  a store path resolving outside its store (berth.digest)
+    │   └── PkiError         a certificate directory, name or SAN refused (berth.pki)
     ├── TemporaryError       worth retrying after ``delay`` seconds (etcd unavailable, conflict)
     │   ├── ConflictError    an optimistic-concurrency compare failed
     │   └── EtcdUnavailable  etcd did not answer (berth.etcd.errors)
@@ -37,6 +38,10 @@ class ManifestError(UserError):
 
     The message is already in the form ``FILE: DOC: PATH: problem``.
     """
+
+
+class PkiError(UserError):
+    """A PKI directory, identity name, SAN or certificate file was refused (berth.pki)."""
 
 
 class TemporaryError(BerthError):

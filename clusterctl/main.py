@@ -25,6 +25,7 @@ from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
 from clusterctl.client import CtlError, ExitCode, connect
 from clusterctl.lab_cli import lab_app
+from clusterctl.pki_cli import pki_app
 from clusterctl.waiting import wait_for_services
 from protos import common_pb2, controller_pb2
 
@@ -37,6 +38,7 @@ app = typer.Typer(
 image_app = typer.Typer(no_args_is_help=True, help="Manage images.")
 app.add_typer(lab_app, name="lab")
 app.add_typer(image_app, name="image")
+app.add_typer(pki_app, name="pki")
 
 err = Console(stderr=True)
 # Piped output (scripts, tests) must not be cut to 80 columns.
