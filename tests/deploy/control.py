@@ -134,4 +134,4 @@ class Deployment:
         return machine.check(
             f"ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={pki}/ca.crt "
             f"--cert={pki}/etcd-{machine.name}.crt --key={pki}/etcd-{machine.name}.key "
-            + " ".join(args))
+            + " ".join(args) + " 2>&1")

@@ -11,6 +11,8 @@ and the namespace, nothing else.
 
 Root filesystem. Each machine gets an overlayfs: the cached tree is the lower layer and is
 never written; the upper layer (this machine's changes) goes away with the machine.
+/var/lib/berth is a bind mount of a plain host directory, because the agent mounts each
+container's rootfs with overlayfs, and overlayfs refuses an upper layer on overlayfs.
 
 What made nspawn work on this host (hybrid cgroups, v1 controllers), measured:
 ``SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1`` (a writable cgroup2 for the machine, with no
@@ -119,7 +121,7 @@ class Machine:
 
     def prepare(self) -> None:
         """The overlay root, with this machine's hostname and address in its upper layer."""
-        for sub in ("upper", "work", "root"):
+        for sub in ("upper", "work", "root", "state"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         sh("mount", "-t", "overlay", "overlay", "-o",
            f"lowerdir={self.tree},upperdir={self.base / 'upper'},workdir={self.base / 'work'}",
@@ -142,6 +144,9 @@ class Machine:
             "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
             "--capability=all", f"--machine={self.name}", f"--directory={self.root}",
             f"--network-veth-extra={self.hostif}:eth0", "--console=read-only",
+            # The agent's overlayfs rootfs mounts cannot take an upper layer on the
+            # machine's own overlay root: its state lives on the host's filesystem.
+            f"--bind={self.base / 'state'}:/var/lib/berth",
         ]
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1", "SYSTEMD_SECCOMP": "0"}
         with self.console.open("wb") as log:
@@ -282,7 +287,7 @@ class MachineSet:
             return
         if keep_logs:
             for machine in self.machines:
-                for sub in ("upper", "work", "root"):
+                for sub in ("upper", "work", "root", "state"):
                     shutil.rmtree(machine.base / sub, ignore_errors=True)
             print(f"\nnspawn console logs kept in {self.workdir}", file=sys.stderr)
             return
