@@ -1,13 +1,11 @@
-"""Agent configuration: command-line flags, optionally backed by a JSON file.
+"""Agent configuration: command-line flags, merged with ``/etc/berth/agent.json``.
 
-The JSON file follows Docker's daemon.json shape for the parts berth honours:
-``{"default-runtime": "crun", "runtimes": {"crun": {"path": "/usr/bin/crun"}}}``, plus
-``bip`` and ``gwbridge-bip`` (the implicit networks' gateway CIDRs, agent.implicitnets;
-each may also be a flag, and one given both ways is refused, as dockerd does). It is
-validated with a strict pydantic model: an unknown key or a wrong type is one line
-naming the file and the key. Flags both daemons have (etcd and its TLS files, log
-level, metrics) come from berth.daemonflags. Called by agent.main; everything else
-receives the frozen ``AgentConfig``.
+The file is dockerd's daemon.json for the keys berth honours (agent.configfile; every key
+and its flag are in docs/config.md). berth.daemonconfig reads it (``--config PATH`` names
+another, which must exist) and refuses a key also given by its flag, as dockerd does, so
+the paired flags default to None here and the defaults apply after the merge. Flags both
+daemons have (etcd and its TLS files, log level, metrics) come from berth.daemonflags.
+Called by agent.main; everything else receives the frozen ``AgentConfig``.
 """
 
 from __future__ import annotations
@@ -17,16 +15,24 @@ import ipaddress
 import logging
 import shutil
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from agent.configfile import AgentFile, LogOpts, parse_ips, parse_labels
 from agent.implicitnets import GatewaySetting, parse_gateway
+from berth import daemonconfig
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
+from berth.imagelimits import MAX_ARCHIVE_BYTES
+from berth.manifest_network import MAX_MTU, MIN_MTU
+from berth.tls import TlsSettings
 
 log = logging.getLogger("berth.agent")
+T = TypeVar("T")
 
 # The agent API has no authentication yet (mTLS comes with deployment), and exec is root
 # in every container: by default it listens on the node's underlay address only.
@@ -34,19 +40,16 @@ AGENT_PORT = 7071
 METRICS_PORT = 9102
 
 
-class _Runtime(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    path: str = Field(min_length=1)
-
-
-class DaemonFile(BaseModel):
-    """The keys of daemon.json berth honours; any other key is refused, never ignored."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
-    default_runtime: str | None = Field(default=None, alias="default-runtime", min_length=1)
-    runtimes: dict[str, _Runtime] = Field(default_factory=dict)
-    bip: str | None = Field(default=None, min_length=1)
-    gwbridge_bip: str | None = Field(default=None, alias="gwbridge-bip", min_length=1)
+# Each file key and the flag that sets the same thing; giving both is refused.
+FLAGS = {
+    "data-root": "--state-dir", "live-restore": "--live-restore", "log-opts": "--log-opt",
+    "default-runtime": "--runtime", "dns": "--dns-upstreams", "mtu": "--mtu",
+    "bip": "--bip", "gwbridge-bip": "--gwbridge-bip", "labels": "--label",
+    "debug": "--debug", "log-level": "--log-level", "hosts": "--listen",
+    "max-image-archive-size": "--max-image-archive-size",
+    **daemonconfig.TLS_FLAGS,
+}
+DEFAULT_STATE_DIR = Path("/var/lib/berth/agent")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,15 @@ class AgentConfig:
     # (agent.implicitnets.choose), around the node's own addresses and routes.
     bip: GatewaySetting | None = None
     gwbridge_bip: GatewaySetting | None = None
+    # False: a clean exit (SIGTERM) stops this node's containers, as dockerd does
+    # without live-restore. True (berth's default): they outlive the agent.
+    live_restore: bool = True
+    log_opts: LogOpts = field(default_factory=LogOpts)   # max-size, max-file; None: default
+    mtu: int = 0                                  # the implicit bridges'; 0: the underlay's
+    labels: dict[str, str] = field(default_factory=dict)
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES
+    config_file: str = ""                         # the file read, "" for none
+    tls: TlsSettings | None = None                # None: plaintext API (no --tlsverify)
 
     @property
     def advertise(self) -> str:
@@ -81,22 +93,26 @@ class AgentConfig:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="berth-agent", description="berth node agent")
+    p.add_argument("--config", default=None, type=Path,
+                   help=f"configuration file (default {daemonconfig.default_path('agent')} "
+                        f"when it exists)")
     p.add_argument("--node", default=socket.gethostname(), help="node name (default: hostname)")
     p.add_argument("--listen", default=None,
-                   help=f"gRPC listen address (default: UNDERLAY_IP:{AGENT_PORT})")
+                   help=f"gRPC listen address (default: UNDERLAY_IP:{AGENT_PORT}); key hosts")
     p.add_argument("--controller", default="", help="controller address, for image pulls")
     p.add_argument("--underlay-ip", required=True, help="this host's address on the underlay")
     p.add_argument("--underlay-dev", default="eth0", help="the underlay interface")
-    p.add_argument("--state-dir", default="/var/lib/berth/agent", type=Path)
-    p.add_argument("--runtime", default=None, help="OCI runtime name or path (default runc)")
+    p.add_argument("--state-dir", default=None, type=Path,
+                   help=f"state directory (default {DEFAULT_STATE_DIR}); key data-root")
+    p.add_argument("--runtime", "--default-runtime", dest="runtime", default=None,
+                   help="OCI runtime name or path (default runc); key default-runtime")
     p.add_argument("--runtime-root", default="/run/berth/runc", type=Path)
     p.add_argument("--cgroup-parent", default="berth")
     p.add_argument("--lease-ttl", default=10, type=int)
     p.add_argument(
-        "--dns-upstreams",
-        default="host",
-        help="where containers' unknown names go: 'host' (this host's resolv.conf), "
-        "'none' (fail fast), or a comma-separated list of IPs",
+        "--dns-upstreams", default=None,
+        help="where containers' unknown names go: 'host' (this host's resolv.conf, the "
+        "default), 'none' (fail fast), or a comma-separated list of IPs; key dns",
     )
     p.add_argument("--bip", default=None,
                    help="the default network's gateway CIDR, e.g. 172.17.0.1/16 "
@@ -104,48 +120,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gwbridge-bip", default=None,
                    help="the gateway bridge's (berth-gwbridge) gateway CIDR "
                    "(default: the next free one)")
-    p.add_argument("--config", default=None, type=Path, help="daemon.json-style config file")
+    p.add_argument("--live-restore", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep containers running when the agent exits (default: on)")
+    p.add_argument("--log-opt", action="append", default=None, metavar="KEY=VALUE",
+                   help="container log rotation: max-size=20m, max-file=5; key log-opts")
+    p.add_argument("--mtu", type=int, default=None,
+                   help="MTU of the implicit bridge networks (default: the underlay's)")
+    p.add_argument("--label", action="append", default=None, metavar="KEY=VALUE",
+                   help="a node label (repeatable); key labels")
+    p.add_argument("-D", "--debug", action="store_const", const=True, default=None,
+                   help="log at DEBUG level")
+    p.add_argument("--max-image-archive-size", default=None, metavar="SIZE",
+                   help="largest image archive the agent loads (default 8g)")
     add_common(p, metrics_default=None)
     return p
 
 
-def read_daemon_file(path: Path) -> DaemonFile:
-    """daemon.json, validated; any problem is one line naming the file and the key."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read agent config: {exc.strerror or exc}") from exc
-    try:
-        return DaemonFile.model_validate_json(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        detail = str(error.get("ctx", {}).get("error", ""))
-        problem = {
-            "extra_forbidden": "not supported yet (supported: default-runtime, runtimes, bip, "
-                               "gwbridge-bip)",
-            "model_type": "the agent config must be a JSON object",
-            "json_invalid": f"not valid JSON: {detail}",
-        }.get(error["type"], error["msg"])
-        raise UserError(f"{path}: {where + ': ' if where else ''}{problem}") from exc
-
-
-def _runtime_from_file(data: DaemonFile, wanted: str | None) -> str | None:
+def _runtime_from_file(data: AgentFile, wanted: str | None) -> str | None:
     name = wanted or data.default_runtime
     if name and name in data.runtimes:
         return data.runtimes[name].path
     return name
 
 
-def _gateway(flag: str, flag_value: str | None, key: str, file_value: str | None,
-             path: Path | None) -> GatewaySetting | None:
-    """One implicit network's gateway CIDR, from the flag or the file, never both."""
-    if flag_value is not None and file_value is not None:
-        raise UserError(f"{path}: {key}: also given as {flag}; keep one")
+def _gateway(flag: str, flag_value: str | None, where: str,
+             file_value: str | None) -> GatewaySetting | None:
+    """One implicit network's gateway CIDR, from the flag or the file (never both)."""
     if flag_value is not None:
         return parse_gateway(flag_value, flag)
     if file_value is not None:
-        return parse_gateway(file_value, f"{path}: {key}")
+        return parse_gateway(file_value, where)
     return None
 
 
@@ -162,13 +166,10 @@ def _upstreams(value: str) -> tuple[str, ...] | None:
         return None
     if value == "none":
         return ()
-    found = tuple(v.strip() for v in value.split(",") if v.strip())
-    for ip in found:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError as exc:
-            raise UserError(f"--dns-upstreams: {ip!r} is not an IP address") from exc
-    return found
+    try:
+        return parse_ips([v.strip() for v in value.split(",") if v.strip()])
+    except ValueError as exc:
+        raise UserError(f"--dns-upstreams: {exc}") from exc
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -190,45 +191,107 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _listen(flag: str | None, underlay_ip: str) -> str:
-    if flag is None:
+def _listen(value: str | None, underlay_ip: str, source: str = "--listen") -> str:
+    if value is None:
         return join_host_port(underlay_ip, AGENT_PORT)
-    host, sep, port = flag.rpartition(":")
+    host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--listen {flag!r}: expected HOST:PORT")
+        raise UserError(f"{source} {value!r}: expected HOST:PORT")
     if _is_wildcard(host):
-        log.warning("--listen %s: the agent API (root exec in every container, no "
-                    "authentication yet) is open on every interface of this host", flag)
-    return flag
+        log.warning("%s %s: the agent API (root exec in every container) is open on every "
+                    "interface of this host", source, value)
+    return value
 
 
-def parse(argv: list[str] | None = None) -> AgentConfig:
+def _flag(flag: str, convert: Callable[[], T]) -> T:
+    """A flag's value converted; a ValueError becomes one line naming the flag."""
+    try:
+        return convert()
+    except ValidationError as exc:
+        raise UserError(f"{flag}: {daemonconfig.describe(exc)}") from exc
+    except ValueError as exc:
+        raise UserError(f"{flag}: {exc}") from exc
+
+
+def _log_opts(ns: argparse.Namespace, data: AgentFile) -> LogOpts:
+    if ns.log_opt is None:
+        return data.log_opts or LogOpts()
+
+    def opts() -> LogOpts:
+        pairs = [item.partition("=") for item in ns.log_opt]
+        bad = [key for key, sep, _ in pairs if not sep]
+        if bad:
+            raise ValueError(f"{bad[0]!r}: expected KEY=VALUE")
+        return LogOpts.model_validate({key: value for key, _, value in pairs})
+
+    return _flag("--log-opt", opts)
+
+
+def _mtu(ns: argparse.Namespace, data: AgentFile) -> int:
+    if ns.mtu is not None and not MIN_MTU <= ns.mtu <= MAX_MTU:
+        raise UserError(f"--mtu {ns.mtu}: expected {MIN_MTU}..{MAX_MTU}")
+    return ns.mtu if ns.mtu is not None else data.mtu or 0
+
+
+def _level(ns: argparse.Namespace, data: AgentFile, common_level: str) -> str:
+    if ns.debug or data.debug:
+        return "DEBUG"
+    if ns.log_level is None and data.log_level is not None:
+        return data.log_level
+    return common_level
+
+
+def parse(argv: list[str] | None = None, default_file: Path | None = None) -> AgentConfig:
+    """Flags and the configuration file, merged.
+
+    ``default_file`` (/etc/berth/agent.json unless a test names another) is read when it
+    exists; ``--config`` names a file that must.
+    """
     parser = _parser()
     ns = parser.parse_args(argv)
-    shared = common(parser, ns)
     if _ip(ns.underlay_ip) is None:
         raise UserError(f"--underlay-ip {ns.underlay_ip!r}: not an IP address")
-    runtime = ns.runtime
-    data = DaemonFile() if ns.config is None else read_daemon_file(ns.config)
-    if ns.config is not None:
-        runtime = _runtime_from_file(data, runtime)
+    loaded = daemonconfig.load(ns.config, default_file or daemonconfig.default_path("agent"),
+                               AgentFile)
+    daemonconfig.check_conflicts(loaded, ns, FLAGS)
+    daemonconfig.apply_tls(loaded, ns)
+    shared = common(parser, ns)
+    data = loaded.data
+    listen = (_listen(ns.listen, ns.underlay_ip) if data.hosts is None
+              else _listen(data.hosts, ns.underlay_ip, loaded.where("hosts")))
+    upstreams = (_upstreams(ns.dns_upstreams or "host") if data.dns is None
+                 else data.dns or None)
+    labels = (_flag("--label", lambda: parse_labels(ns.label)) if ns.label is not None
+              else data.labels or {})
+    archive = (_flag("--max-image-archive-size",
+                     lambda: daemonconfig.size_key(ns.max_image_archive_size))
+               if ns.max_image_archive_size is not None
+               else data.max_image_archive_size or MAX_ARCHIVE_BYTES)
     return AgentConfig(
         node=ns.node,
-        listen=_listen(ns.listen, ns.underlay_ip),
+        listen=listen,
         etcd=shared.etcd,
         controller=ns.controller,
         underlay_ip=ns.underlay_ip,
         underlay_dev=ns.underlay_dev,
-        state_dir=ns.state_dir,
-        runtime_bin=resolve_runtime(runtime or "runc"),
+        state_dir=ns.state_dir or Path(data.data_root or DEFAULT_STATE_DIR),
+        runtime_bin=resolve_runtime(_runtime_from_file(data, ns.runtime) or "runc"),
         runtime_root=ns.runtime_root,
         cgroup_parent=ns.cgroup_parent,
         lease_ttl=ns.lease_ttl,
-        dns_upstreams=_upstreams(ns.dns_upstreams),
-        log_level=shared.log_level,
+        dns_upstreams=upstreams,
+        log_level=_level(ns, data, shared.log_level),
         metrics_listen=(join_host_port(ns.underlay_ip, METRICS_PORT)
                         if shared.metrics_listen is None else shared.metrics_listen),
-        bip=_gateway("--bip", ns.bip, "bip", data.bip, ns.config),
-        gwbridge_bip=_gateway("--gwbridge-bip", ns.gwbridge_bip, "gwbridge-bip",
-                              data.gwbridge_bip, ns.config),
+        bip=_gateway("--bip", ns.bip, loaded.where("bip"), data.bip),
+        gwbridge_bip=_gateway("--gwbridge-bip", ns.gwbridge_bip, loaded.where("gwbridge-bip"),
+                              data.gwbridge_bip),
+        live_restore=ns.live_restore if ns.live_restore is not None
+        else data.live_restore is not False,
+        log_opts=_log_opts(ns, data),
+        mtu=_mtu(ns, data),
+        labels=labels,
+        max_archive_bytes=archive,
+        config_file=str(loaded.path or ""),
+        tls=shared.tls,
     )

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from agent import config as agent_config
-from agent import implicitnets
+from agent import hostfacts, implicitnets
 from agent.dns import DnsServer, Records, Upstream
 from agent.imagestream import load_stream
 from agent.network import NetworkManager
@@ -27,13 +27,17 @@ from agent.reconcile import Reconciler
 from agent.registration import Registration, host_prefixes, node_record
 from agent.runtime.containers import Runtime
 from agent.runtime.layerstore import ensure_private_dir
+from agent.runtime.logrotate import DEFAULT_LIMITS, LogLimits
 from agent.server import AgentService
-from berth import grpcopts, metrics
+from berth import authz, grpcopts, metrics
 from berth.daemon import run_daemon
 from berth.errors import UserError
 from berth.etcd import Etcd3Client
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.manifest_model import DEFAULT_NETWORK, GATEWAY_NETWORK
 from berth.records import NodeRecord
+from berth.tls import TlsSettings
+from berth.tls import channel as tlschannel
 from netplugins.contract import HostContext, Underlay
 from netplugins.netlink import discover_underlay
 from protos import agent_pb2_grpc, controller_pb2, controller_pb2_grpc
@@ -44,21 +48,24 @@ log = logging.getLogger("berth.agent")
 class ImagePuller:
     """Fetches an image archive the node lacks from the controller, then loads it."""
 
-    def __init__(self, controller: str, runtime: Runtime, scratch: Path) -> None:
+    def __init__(self, controller: str, runtime: Runtime, scratch: Path,
+                 tls: TlsSettings | None = None, limit: int = MAX_ARCHIVE_BYTES) -> None:
         self._controller = controller
+        self._tls = tls
         self._runtime = runtime
         self._scratch = scratch
+        self._limit = limit
 
     async def __call__(self, ref: str) -> None:
         if not self._controller:
             return
         try:
-            async with grpc.aio.insecure_channel(
-                self._controller, options=grpcopts.channel_options()
+            async with tlschannel(
+                self._controller, self._tls, grpcopts.channel_options()
             ) as channel:
                 stub = controller_pb2_grpc.ControllerStub(channel)
                 frames = stub.ImagePull(controller_pb2.ImagePullRequest(ref=ref))
-                await load_stream(self._runtime.images, frames, self._scratch)
+                await load_stream(self._runtime.images, frames, self._scratch, self._limit)
         except grpc.aio.AioRpcError as exc:
             log.warning("pull %s from controller failed: %s", ref, exc.details())
 
@@ -66,12 +73,13 @@ class ImagePuller:
 async def _serve(
     cfg: agent_config.AgentConfig, runtime: Runtime, network: NetworkManager
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(options=grpcopts.server_options())
-    service = AgentService(runtime, cfg.state_dir / "tmp", network)
+    server = authz.make_server(cfg.tls, "berth-agent")
+    service = AgentService(runtime, cfg.state_dir / "tmp", network,
+                           max_archive=cfg.max_archive_bytes)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(cfg.listen) == 0:
+    if authz.add_port(server, cfg.listen, cfg.tls) == 0:
         raise UserError(f"cannot listen on {cfg.listen}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -118,6 +126,7 @@ def _network(
         state_dir=cfg.state_dir,
         dns=DnsServer(records, upstreams),
         records=records,
+        implicit_mtu=cfg.mtu,
     )
 
 
@@ -133,10 +142,23 @@ async def _node_record(cfg: agent_config.AgentConfig, underlay: Underlay) -> Nod
     implicitnets.save(cfg.state_dir, nets)
     log.info("default network %s: %s; gateway bridge %s: %s",
              DEFAULT_NETWORK, nets.bip, GATEWAY_NETWORK, nets.gwbridge)
-    return record.model_copy(update={"bip": nets.bip, "gwbridge": nets.gwbridge})
+    facts = await hostfacts.probe(cfg.runtime_bin)
+    log.info("host: kernel %s, cgroup %s, runtime %s; drivers: %s", facts.kernel,
+             facts.cgroup, facts.runtime,
+             ", ".join(f"{d.name} ({d.reason})" if d.reason else d.name for d in facts.drivers))
+    return record.model_copy(update={"bip": nets.bip, "gwbridge": nets.gwbridge,
+                                     "labels": dict(cfg.labels), "facts": facts})
+
+
+def _check_identity(cfg: agent_config.AgentConfig) -> None:
+    """An agent acts only as the node its certificate names: refuse any other --node."""
+    if cfg.tls is not None and (cn := cfg.tls.common_name()) != f"node:{cfg.node}":
+        raise UserError(f"--tlscert {cfg.tls.cert}: its CN is {cn!r}, but this agent is "
+                        f"--node {cfg.node} (CN 'node:{cfg.node}' expected)")
 
 
 async def run(cfg: agent_config.AgentConfig) -> None:
+    _check_identity(cfg)
     # Root-only, also for an existing install: the state dir holds image layers (setuid
     # binaries included) and container roots, which no host user may reach.
     ensure_private_dir(cfg.state_dir)
@@ -145,6 +167,8 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         runtime_root=cfg.runtime_root,
         cgroup_parent=cfg.cgroup_parent,
         runtime_bin=cfg.runtime_bin,
+        log_limits=LogLimits(cfg.log_opts.max_size or DEFAULT_LIMITS.max_size,
+                             cfg.log_opts.max_file or DEFAULT_LIMITS.max_files),
     )
     etcd = cfg.etcd.client()
     underlay = await _underlay(cfg)
@@ -156,7 +180,8 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         await network.remove_stale()
         server = await _serve(cfg, runtime, network)
         registration = Registration(etcd, record, cfg.lease_ttl)
-        puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp")
+        puller = ImagePuller(cfg.controller, runtime, cfg.state_dir / "tmp", cfg.tls,
+                             cfg.max_archive_bytes)
         reconciler = Reconciler(
             etcd=etcd, runtime=runtime, node=cfg.node, pull_image=puller, hooks=network
         )
@@ -176,10 +201,12 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         log.info("agent %s serving on %s", cfg.node, cfg.listen)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        # Containers are deliberately left running: that is live-restore.
+        # With live-restore (the default) containers are deliberately left running.
         for task in [waiter, *tasks]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if waiter in done and not cfg.live_restore:
+            await stop_containers(runtime)
         await network.close()
         await network.dns.close()
         await server.stop(grace=1)
@@ -190,11 +217,27 @@ async def run(cfg: agent_config.AgentConfig) -> None:
                 raise task.exception()  # type: ignore[misc]
 
 
+async def stop_containers(runtime: Runtime) -> None:
+    """live-restore off: a clean exit stops this node's containers, as dockerd's does.
+
+    They stay (stopped) on the node; the next agent starts them again as the desired
+    state says.
+    """
+    running = [c.name for c in await runtime.list() if c.pid]
+    log.info("live-restore is off: stopping %d container(s)", len(running))
+    results = await asyncio.gather(*(runtime.stop(name) for name in running),
+                                   return_exceptions=True)
+    for name, result in zip(running, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("stopping %s: %s", name, result)
+
+
 def main(argv: list[str] | None = None) -> None:
     def start() -> Coroutine[Any, Any, None]:
         # Parsed inside so a bad flag or config file exits through the same path.
         cfg = agent_config.parse(argv)
         logging.getLogger().setLevel(cfg.log_level)
+        log.debug("configuration: %s", cfg)
         return run(cfg)
 
     run_daemon("berth-agent", "INFO", start)

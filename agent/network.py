@@ -80,11 +80,14 @@ HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 HOST_HOSTS = Path("/etc/hosts")
 
 
-def network_spec(att: NetworkAttachment) -> NetConf:
+def network_spec(att: NetworkAttachment, implicit_mtu: int = 0) -> NetConf:
+    """The driver's NetConf; ``implicit_mtu`` (the agent's ``mtu``, 0: none) is the MTU of
+    the implicit networks (``bridge``, ``berth-gwbridge``), as dockerd's ``mtu`` is docker0's."""
     subnet = ipaddress.ip_interface(f"{att.ip}/{att.prefixlen}").network
+    mtu = att.mtu or (implicit_mtu if att.network in IMPLICIT_NETWORKS else 0)
     return NetConf(
         name=att.network, driver=att.driver, subnet=str(subnet), gateway=att.gateway,
-        vni=att.vni, mtu=att.mtu, options=dict(att.options), internal=att.internal,
+        vni=att.vni, mtu=mtu, options=dict(att.options), internal=att.internal,
     )  # fmt: skip
 
 
@@ -148,6 +151,7 @@ class NetworkManager(ContainerHooks):
     # container without embedded DNS keeps (tests point these elsewhere).
     host_resolv_conf: Path = HOST_RESOLV_CONF
     host_hosts: Path = HOST_HOSTS
+    implicit_mtu: int = 0          # the agent's ``mtu``: network_spec
     _hosts: dict[str, _HostRun] = field(default_factory=dict)
     _node_local: set[str] = field(default_factory=set)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -278,7 +282,7 @@ class NetworkManager(ContainerHooks):
             raise NetworkUnavailable(att.network, str(exc), delay=UNAVAILABLE_RETRY) from exc
 
     async def _add(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
-        net = network_spec(att)
+        net = network_spec(att, self.implicit_mtu)
         await self._ensure_host(net)
         driver = self._entry(net.driver).make_driver(self.ctx)
         added = attachment(spec, att, netns)
@@ -301,7 +305,7 @@ class NetworkManager(ContainerHooks):
                 await self._publish(spec, att)
 
     async def _verify(self, spec: ContainerSpec, att: NetworkAttachment, netns: str) -> None:
-        net = network_spec(att)
+        net = network_spec(att, self.implicit_mtu)
         await self._ensure_host(net)
         prev = self.results.load(spec.name, att.network)
         driver = self._entry(net.driver).make_driver(self.ctx)
@@ -361,7 +365,7 @@ class NetworkManager(ContainerHooks):
         """DEL from the spec when there is one, else from what ADD stored (CNI's DEL)."""
         stored = self.results.load_stored(name, network)
         if spec is not None and att is not None:
-            net, target = network_spec(att), attachment(spec, att, "")
+            net, target = network_spec(att, self.implicit_mtu), attachment(spec, att, "")
         elif stored is not None and stored.net is not None:
             net, target = stored.net, stored_attachment(name, stored)
         else:

@@ -25,6 +25,7 @@ from agent.runtime.errors import (
     InvalidReference,
 )
 from berth.errors import NotFoundError, PermanentError, UserError
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.rpcerrors import maps_errors
 from protos import agent_pb2, agent_pb2_grpc, common_pb2, netcheck_pb2
 
@@ -35,10 +36,12 @@ log = logging.getLogger(__name__)
 class AgentService(agent_pb2_grpc.AgentServicer):
     """Each RPC raises berth errors; maps_errors gives them berth's one status table."""
 
-    def __init__(self, runtime: Runtime, scratch: Path, network: NetView | None = None) -> None:
+    def __init__(self, runtime: Runtime, scratch: Path, network: NetView | None = None,
+                 *, max_archive: int = MAX_ARCHIVE_BYTES) -> None:
         self._runtime = runtime
         self._scratch = scratch
         self._network = network
+        self._max_archive = max_archive
 
     async def _require(self, name: str) -> None:
         # One container's state, not every container's: exec and logs are hot paths.
@@ -102,7 +105,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> common_pb2.ImageLoadResponse:
         try:
-            refs = await load_stream(self._runtime.images, request_iterator, self._scratch)
+            refs = await load_stream(self._runtime.images, request_iterator, self._scratch,
+                                     self._max_archive)
         except OSError as exc:
             # The node's disk, not the archive: say so in one line (ENOSPC, EIO...).
             log.warning("image load failed: %s", exc)

@@ -77,8 +77,9 @@ class Lab:
         return dest
 
     def ctl(self, *args: str, timeout: float = 240.0) -> str:
-        """Run ``clusterctl --controller ... ARGS``; its stdout, or BenchError with stderr."""
-        return run([CLUSTERCTL, "--controller", self.controller, *args], timeout=timeout)
+        """Run ``clusterctl --context LAB ARGS`` (mTLS as the lab's admin); its stdout, or
+        BenchError with stderr."""
+        return run([CLUSTERCTL, "--context", self.name, *args], timeout=timeout)
 
     def host(self, name: str) -> Host:
         for h in self.hosts:

@@ -44,7 +44,7 @@ from common import (
     wait_running,
 )
 
-from clusterctl.client import connect
+from clusterctl.client import Selection, connect
 from protos import controller_pb2, controller_pb2_grpc
 
 TARGET_MS = 1000.0
@@ -153,7 +153,7 @@ async def pause_command(prober_pid: int) -> str:
 
 
 async def measure(
-    controller: str, prober_pid: int, samples: int, limit: float
+    controller: Selection, prober_pid: int, samples: int, limit: float
 ) -> tuple[list[Sample], list[Sample]]:
     """Alternate baseline and convergence rounds; round 0 warms up and is not counted."""
     pause = await pause_command(prober_pid)
@@ -224,7 +224,7 @@ def main() -> None:
             lab_session("bcv", args.hosts, args.keep_lab) as lab:
         prober_pid = setup(lab, Path(tmp))
         try:
-            conv, base = asyncio.run(measure(lab.controller, prober_pid, args.samples,
+            conv, base = asyncio.run(measure(Selection(context=lab.name), prober_pid, args.samples,
                                              args.timeout))
         except BenchError:
             print(f"logs of the lab's daemons saved in {lab.save_logs()}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import grpc
 from common import BenchError, lab_session, nearest_rank, run_main
 
-from clusterctl.client import connect
+from clusterctl.client import Selection, connect
 from protos import controller_pb2, controller_pb2_grpc
 
 if TYPE_CHECKING:   # the async stub type exists only in the generated .pyi
@@ -112,7 +112,7 @@ def ms(values: list[float], pct: float | None = None) -> str:
     return f"{value * 1000:.1f} ms"
 
 
-async def measure(controller: str, samples: int, clients: int) -> None:
+async def measure(controller: Selection, samples: int, clients: int) -> None:
     async with connect(controller) as stub:
         await gets(stub, 20)                                  # warm up the channel
         idle = await gets(stub, GET_SAMPLES)
@@ -139,7 +139,7 @@ def main() -> None:
 
     def body() -> None:
         with lab_session("mb", 1, args.keep_lab) as lab:
-            run(measure(lab.controller, args.samples, args.clients))
+            run(measure(Selection(context=lab.name), args.samples, args.clients))
 
     run_main(body)
 

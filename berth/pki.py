@@ -9,6 +9,8 @@ daemons only read what this writes (berth.tls). Layout of a PKI directory::
     node-<name>.crt  node-<name>.key CN "node:<name>": that node's agent
     etcd-<name>.crt  etcd-<name>.key CN "etcd:<name>": an etcd member (server and peer)
     revoked.json                     serials refused although the CA signed them
+    ca.crl                           the same serials as a CRL signed by the CA, for etcd
+                                     (--client-crl-file, --peer-crl-file)
 
 Every certificate has clientAuth; the server identities (controller, node-*, etcd-*)
 have serverAuth too and carry the SANs given on the command line plus a DNS name equal
@@ -45,6 +47,7 @@ CA_DAYS = 3650
 LEAF_DAYS = 365
 MAX_DAYS = 3650
 REVOKED = "revoked.json"
+CRL = "ca.crl"
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(_LABEL)
 _DNS_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -259,6 +262,7 @@ def ensure_dir(directory: Path, *, days: int = CA_DAYS) -> bool:
                        "and ca.key); choose an empty or new directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     _make_ca(directory, days)
+    write_crl(directory)
     return True
 
 
@@ -351,7 +355,26 @@ def revoke(directory: Path, ident: Identity) -> int:
                         "revoked_at": _now().isoformat(timespec="seconds")})
         data = json.dumps({"revoked": entries}, indent=2).encode() + b"\n"
         _write_atomic(path, data, 0o644)
+    write_crl(directory)
     return int(cert.serial_number)
+
+
+def write_crl(directory: Path) -> Path:
+    """(Re)write ca.crl from revoked.json, signed by the CA; etcd reads it per connection."""
+    ca_cert = load_cert(directory / "ca.crt")
+    ca_key = _load_key(directory / "ca.key")
+    now = _now()
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca_cert.subject)
+               .last_update(now - datetime.timedelta(minutes=5))
+               .next_update(now + datetime.timedelta(days=LEAF_DAYS)))
+    for serial in sorted(revoked_serials(directory / REVOKED)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+    crl = builder.sign(ca_key, hashes.SHA256())
+    path = directory / CRL
+    _write_atomic(path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+    return path
 
 
 def _read_revoked(path: Path) -> list[dict[str, str]]:

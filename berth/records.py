@@ -123,6 +123,23 @@ class HostPrefix(_Record):
     device: str = ""
 
 
+class DriverSupport(_Record):
+    """Whether this node can offer a network driver (or a mode of one), and why not."""
+
+    name: str                 # "bridge", "overlay", "macvlan", "macvlan 802.1q"
+    reason: str = ""          # "": it can; else why not ("no kernel support")
+
+
+class HostFacts(_Record):
+    """What the agent found about its host at start (agent.hostfacts): ``clusterctl info``."""
+
+    version: str = ""         # berth's version on the node
+    kernel: str = ""          # uname release
+    cgroup: str = ""          # "v2", "v1" (hybrid hosts count as v1)
+    runtime: str = ""         # the OCI runtime's path and its version line
+    drivers: tuple[DriverSupport, ...] = ()
+
+
 class NodeRecord(_Record):
     """A node as its agent announces it, attached to the agent's lease.
 
@@ -146,6 +163,9 @@ class NodeRecord(_Record):
     # containers egress and published ports. "" from agents that predate them.
     bip: str = ""
     gwbridge: str = ""
+    # The agent's configured node labels (agent.json "labels", --label) and host facts.
+    labels: dict[str, str] = Field(default_factory=dict)
+    facts: HostFacts = Field(default_factory=HostFacts)
 
     @classmethod
     def loads(cls, raw: bytes | str) -> NodeRecord:

@@ -1,7 +1,8 @@
 """How clusterctl finds and talks to the controller, and what each failure exits with.
 
-The address comes from ``--controller``, else ``BERTH_CONTROLLER``, else the lab
-most recently brought up. gRPC failures become one-line ``CtlError``s carrying
+Which controller, and with which certificate, comes from clusterctl.contexts
+(``--context``, ``BERTH_CONTEXT``, the current context; or a bare ``--controller``
+address in plaintext). gRPC failures become one-line ``CtlError``s carrying
 their exit code (``ExitCode``, the table in the README); main() prints and exits,
 nothing here does. Which part failed is told apart here, in one place:
 
@@ -13,16 +14,17 @@ nothing here does. Which part failed is told apart here, in one place:
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from berth import grpcopts
+from berth import grpcopts, tls
 from berth.errors import UserError
 from berth.rpcerrors import PART_KEY
+from clusterctl import contexts
 from protos import controller_pb2_grpc
 
 
@@ -52,7 +54,11 @@ _BY_CODE = {
     grpc.StatusCode.ALREADY_EXISTS: ExitCode.CONFLICT,
     grpc.StatusCode.ABORTED: ExitCode.CONFLICT,
     grpc.StatusCode.CANCELLED: ExitCode.INTERRUPTED,
+    grpc.StatusCode.PERMISSION_DENIED: ExitCode.USER_ERROR,
+    grpc.StatusCode.UNAUTHENTICATED: ExitCode.USER_ERROR,
 }
+_REFUSED = {grpc.StatusCode.PERMISSION_DENIED: "permission denied",
+            grpc.StatusCode.UNAUTHENTICATED: "not authenticated"}
 _PARTS = {"etcd": ExitCode.ETCD_UNREACHABLE, "agent": ExitCode.AGENT_UNREACHABLE}
 _USER_CODES = {ExitCode.USER_ERROR, ExitCode.USAGE, ExitCode.NOT_FOUND, ExitCode.CONFLICT}
 
@@ -74,20 +80,20 @@ class CtlError(UserError):
         return self.exit_code not in _USER_CODES
 
 
-def controller_address(flag: str | None) -> str:
-    if flag:
-        return flag
-    env = os.environ.get("BERTH_CONTROLLER")
-    if env:
-        return env
-    from clusterctl.lab import current
+@dataclass(frozen=True)
+class Selection:
+    """What the command line named: a context, a controller address, both or neither."""
 
-    lab = current()
-    if lab is None:
-        raise CtlError(
-            "no controller: pass --controller, set BERTH_CONTROLLER, or run 'clusterctl lab up'"
-        )
-    return lab.controller
+    context: str | None = None
+    controller: str | None = None
+
+
+Where = Selection | str | None      # a bare string is a plaintext controller address
+
+
+def target(where: Where) -> contexts.Target:
+    sel = where if isinstance(where, Selection) else Selection(controller=where)
+    return contexts.resolve(sel.context, sel.controller)
 
 
 def _part(exc: grpc.aio.AioRpcError) -> str:
@@ -112,15 +118,23 @@ def rpc_error(exc: grpc.aio.AioRpcError, address: str) -> CtlError:
                         f"{grpcopts.MAX_REQUEST >> 20} MiB per request, "
                         f"{grpcopts.MAX_RESPONSE >> 20} MiB per response)",
                         exit_code=ExitCode.USER_ERROR)
+    if code in _REFUSED:
+        return CtlError(f"{_REFUSED[code]}: {details}", exit_code=ExitCode.USER_ERROR)
     return CtlError(details, exit_code=_BY_CODE.get(code, ExitCode.INTERNAL))
 
 
 @asynccontextmanager
-async def connect(flag: str | None) -> AsyncIterator[controller_pb2_grpc.ControllerAsyncStub]:
-    address = controller_address(flag)
+async def connect(where: Where) -> AsyncIterator[controller_pb2_grpc.ControllerAsyncStub]:
+    dest = target(where)
+    address = dest.address
     options = grpcopts.channel_options()
-    async with grpc.aio.insecure_channel(address, options=options) as channel:
+    async with tls.channel(address, dest.tls, options) as channel:
         try:
             yield controller_pb2_grpc.ControllerStub(channel)
         except grpc.aio.AioRpcError as exc:
-            raise rpc_error(exc, address) from exc
+            error = rpc_error(exc, address)
+            if dest.tls is None and error.exit_code == ExitCode.CONTROLLER_UNREACHABLE:
+                error = CtlError(f"{error} (this was plaintext: a controller that serves "
+                                 "mTLS needs a context, see `clusterctl config get-contexts`)",
+                                 exit_code=error.exit_code)
+            raise error from exc

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from berth.imagelimits import MAX_ARCHIVE_BYTES
-from clusterctl.client import CtlError, connect
+from clusterctl.client import CtlError, Where, connect
 from protos import common_pb2
 
 CHUNK = 1 << 20
@@ -25,7 +25,7 @@ async def _frames(path: Path) -> AsyncIterator[common_pb2.ImageChunk]:
             yield common_pb2.ImageChunk(data=chunk)
 
 
-async def load_image(controller: str | None, path: Path) -> list[str]:
+async def load_image(controller: Where, path: Path) -> list[str]:
     size = await asyncio.to_thread(os.path.getsize, path)
     if size > MAX_ARCHIVE_BYTES:
         raise CtlError(f"the archive is {size} bytes; the limit is {MAX_ARCHIVE_BYTES}")

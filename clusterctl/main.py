@@ -10,6 +10,7 @@ docker does, so their own exit codes stay the command's.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Coroutine
@@ -23,7 +24,8 @@ from berth import kinds
 from berth.errors import UserError
 from berth.manifest import MAX_MANIFEST_BYTES, check_size
 from clusterctl import output
-from clusterctl.client import CtlError, ExitCode, connect
+from clusterctl.client import CtlError, ExitCode, Selection, connect
+from clusterctl.config_cli import config_app
 from clusterctl.lab_cli import lab_app
 from clusterctl.pki_cli import pki_app
 from clusterctl.waiting import wait_for_services
@@ -39,13 +41,18 @@ image_app = typer.Typer(no_args_is_help=True, help="Manage images.")
 app.add_typer(lab_app, name="lab")
 app.add_typer(image_app, name="image")
 app.add_typer(pki_app, name="pki")
+app.add_typer(config_app, name="config")
 
 err = Console(stderr=True)
 # Piped output (scripts, tests) must not be cut to 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=250)
-_state: dict[str, str | None] = {"controller": None}
+_state: dict[str, Selection] = {"where": Selection()}
 
-ControllerOpt = Annotated[str | None, typer.Option("--controller", help="controller host:port")]
+ControllerOpt = Annotated[str | None, typer.Option(
+    "--controller", help="controller host:port (plaintext unless --context names the certificate)")]
+ContextOpt = Annotated[str | None, typer.Option(
+    "--context", help="context of the clusterctl config to use (default: BERTH_CONTEXT, "
+    "then the current context)")]
 
 
 def _fail(exc: Exception) -> None:
@@ -78,8 +85,8 @@ def _read(path: Path) -> bytes:
 
 
 @app.callback()
-def _root(controller: ControllerOpt = None) -> None:
-    _state["controller"] = controller
+def _root(controller: ControllerOpt = None, context: ContextOpt = None) -> None:
+    _state["where"] = Selection(context=context, controller=controller)
 
 
 @app.command()
@@ -93,7 +100,7 @@ def apply(
     data = _read(file)
 
     async def go() -> None:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             req = controller_pb2.ApplyRequest(source=str(file), manifest=data, dry_run=dry_run)
             resp = await stub.Apply(req)
             for obj in resp.objects:
@@ -118,7 +125,7 @@ def get(
         raise CtlError(f"unknown output format {fmt!r} (expected table, wide, json or yaml)")
 
     async def go() -> None:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             resp = await stub.Get(controller_pb2.GetRequest(kind=kind, name=name or ""))
         output.render(kind, output.rows(kind, resp), fmt, out)
 
@@ -140,7 +147,7 @@ def delete(
         raise CtlError("delete needs -f FILE or KIND NAME")
 
     async def go() -> None:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             resp = await stub.Delete(req)
         for obj in resp.objects:
             out.print(f"{obj.kind.lower()}/{obj.name} {obj.action}")
@@ -160,7 +167,7 @@ def exec_(
         raise CtlError("exec needs a command after --")
 
     async def go() -> int:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             req = common_pb2.ExecRequest(container=container, argv=command)
             code = 125
             async for frame in stub.Exec(req):
@@ -193,7 +200,7 @@ def logs(
     """Print a container's output, with timestamps."""
 
     async def go() -> None:
-        async with connect(_state["controller"]) as stub:
+        async with connect(_state["where"]) as stub:
             req = common_pb2.LogsRequest(container=container, follow=follow)
             if tail is not None:
                 req.tail = tail
@@ -229,10 +236,30 @@ def netcheck(
         if err.is_terminal:
             err.print(line)
 
-    report = _run(check.check(_state["controller"], network, progress))
+    report = _run(check.check(_state["where"], network, progress))
     print(netreport.as_json(report) if fmt == "json" else netreport.text(report, fmt))
     if not report.ok:
         raise typer.Exit(ExitCode.NETCHECK_FAILED)
+
+
+@app.command()
+def info(
+    fmt: Annotated[str, typer.Option("-o", "--output", help="text|json")] = "text",
+) -> None:
+    """Versions, etcd members and their health, each node's host and drivers, certificates."""
+    from clusterctl import info as render
+
+    if fmt not in ("text", "json"):
+        raise CtlError(f"unknown output format {fmt!r} (expected text or json)")
+
+    async def go() -> controller_pb2.InfoResponse:
+        async with connect(_state["where"]) as stub:
+            resp: controller_pb2.InfoResponse = await stub.Info(controller_pb2.InfoRequest())
+            return resp
+
+    resp = _run(go())
+    print(json.dumps(render.as_dict(resp), indent=2, sort_keys=True) if fmt == "json"
+          else render.text(resp))
 
 
 @image_app.command("load")
@@ -243,7 +270,7 @@ def image_load(file: Annotated[Path, typer.Argument(help="docker-save or OCI-lay
     if not file.is_file():
         raise CtlError(f"{file}: no such file")
     try:
-        refs = _run(load_image(_state["controller"], file))
+        refs = _run(load_image(_state["where"], file))
     except CtlError as exc:
         raise CtlError(f"{file}: {exc}", exit_code=exc.exit_code) from exc
     for ref in refs:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from clusterctl.client import connect
+from clusterctl.client import Where, connect
 from clusterctl.netdiagnosis import Cell, Status, judge, target
 from clusterctl.netmodel import Member, Network, network_from_proto, select
 from clusterctl.netprobe import Probe, Target, argv, exec_timeout, missing, parse
@@ -103,7 +103,7 @@ def _plan(net: Network) -> tuple[list[Member], dict[str, list[Target]], str]:
     return chosen, jobs, ""
 
 
-async def check(controller: str | None, network: str | None,
+async def check(controller: Where, network: str | None,
                 progress: Progress = lambda _: None) -> Report:
     async with connect(controller) as stub:
         resp = await stub.NetCheck(netcheck_pb2.NetCheckRequest(network=network or ""))

@@ -26,7 +26,7 @@ from protos import controller_pb2
 Row = dict[str, Any]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "nodes": ("name", "status", "address", "containers"),
+    "nodes": ("name", "status", "address", "containers", "labels"),
     "services": ("name", "image", "replicas", "running", "status"),
     "containers": ("name", "service", "node", "state", "exit_code", "ip"),
     "networks": ("name", "driver", "subnet", "vni", "endpoints", "nodes", "status"),

@@ -63,7 +63,8 @@ def _nodes(state: ClusterState) -> list[object]:
             name=name, status="Ready" if record else "NotReady",
             address=record.address if record else "",
             agent_addr=record.agent_addr if record else "",
-            containers=state.containers_on(name)))
+            containers=state.containers_on(name),
+            labels=dict(record.labels) if record else {}))
     for bad in state.invalid_of("Node"):
         out.append(controller_pb2.Node(name=bad.name, status="Invalid", invalid=bad.reason))
     return out

@@ -43,7 +43,7 @@ from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.records import ImageRecord, NodeRecord
 from controller.errors import AgentRejected, NodeUnavailable
 from controller.imagerefs import archive_refs, normalise_ref
-from controller.proxy import agent_channel, agent_stub
+from controller.proxy import PLAINTEXT, AgentDialer, agent_stub
 from protos import agent_pb2, common_pb2
 
 __all__ = ["ImageStore", "archive_refs", "normalise_ref", "read_chunks"]
@@ -71,8 +71,10 @@ class ImageStore:
 
     def __init__(self, etcd: KeyValue, state_dir: Path,
                  max_archive: int = MAX_ARCHIVE_BYTES,
-                 offload: Offload = asyncio.to_thread) -> None:
+                 offload: Offload = asyncio.to_thread,
+                 dialer: AgentDialer = PLAINTEXT) -> None:
         self._etcd = etcd
+        self._dialer = dialer
         self._dir = state_dir / "images"
         self._max_archive = max_archive
         self._offload = offload
@@ -174,13 +176,13 @@ class ImageStore:
     async def _push_all(self, digest: Digest, nodes: list[NodeRecord]) -> None:
         """Push to every node at once; on any failure untag it on those that accepted."""
         path = self.path(digest)
-        results = await asyncio.gather(*(_push_one(path, node) for node in nodes),
+        results = await asyncio.gather(*(_push_one(path, node, self._dialer) for node in nodes),
                                        return_exceptions=True)
         accepted = [r for r in results if isinstance(r, Pushed)]
         failed = [r for r in results if isinstance(r, BaseException)]
         if not failed:
             return
-        await asyncio.shield(asyncio.gather(*(_rollback(p) for p in accepted),
+        await asyncio.shield(asyncio.gather(*(_rollback(p, self._dialer) for p in accepted),
                                             return_exceptions=True))
         first = failed[0]
         more = f" (and {len(failed) - 1} more nodes)" if len(failed) > 1 else ""
@@ -214,8 +216,8 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
-async def _push_one(path: Path, node: NodeRecord) -> Pushed:
-    async with agent_channel(node) as channel:
+async def _push_one(path: Path, node: NodeRecord, dialer: AgentDialer) -> Pushed:
+    async with dialer.channel(node) as channel:
         stub = agent_stub(channel)
         try:
             resp = await stub.ImageLoad(read_chunks(path), timeout=PUSH_TIMEOUT)
@@ -229,10 +231,10 @@ async def _push_one(path: Path, node: NodeRecord) -> Pushed:
     return Pushed(node, tuple(resp.refs))
 
 
-async def _rollback(pushed: Pushed) -> None:
+async def _rollback(pushed: Pushed, dialer: AgentDialer) -> None:
     """Untag what one node loaded; a failure is logged (the node re-pulls on demand)."""
     try:
-        async with agent_channel(pushed.node) as channel:
+        async with dialer.channel(pushed.node) as channel:
             await agent_stub(channel).ImageRemove(
                 agent_pb2.ImageRemoveRequest(refs=list(pushed.refs)), timeout=ROLLBACK_TIMEOUT)
     except grpc.aio.AioRpcError as exc:

@@ -25,7 +25,7 @@ import grpc
 from berth.errors import NotFoundError
 from berth.lifecycle import ContainerState
 from berth.records import ContainerSpec, NetworkAttachment
-from controller.proxy import agent_channel, agent_stub
+from controller.proxy import PLAINTEXT, AgentDialer, agent_stub
 from controller.state import ClusterState
 from protos import netcheck_pb2
 
@@ -82,7 +82,7 @@ def plan(state: ClusterState, only: str = "") -> list[netcheck_pb2.NetCheckNetwo
 
 
 async def _ask(state: ClusterState, net: netcheck_pb2.NetCheckNetwork,
-               node: str) -> netcheck_pb2.NodeFacts:
+               node: str, dialer: AgentDialer) -> netcheck_pb2.NodeFacts:
     record = state.nodes.get(node)
     if record is None:
         return netcheck_pb2.NodeFacts(node=node, error=f"node {node} is not Ready")
@@ -92,7 +92,7 @@ async def _ask(state: ClusterState, net: netcheck_pb2.NetCheckNetwork,
         local=sorted(m.container for m in net.members if m.node == node),
     )  # fmt: skip
     try:
-        async with agent_channel(record) as channel:
+        async with dialer.channel(record) as channel:
             facts = await agent_stub(channel).NetDiag(req, timeout=NETDIAG_TIMEOUT)
     except grpc.aio.AioRpcError as exc:
         return netcheck_pb2.NodeFacts(
@@ -101,14 +101,15 @@ async def _ask(state: ClusterState, net: netcheck_pb2.NetCheckNetwork,
     return netcheck_pb2.NodeFacts(node=node, facts=facts)
 
 
-async def netcheck(state: ClusterState, only: str = "") -> netcheck_pb2.NetCheckResponse:
+async def netcheck(state: ClusterState, only: str = "",
+                   dialer: AgentDialer = PLAINTEXT) -> netcheck_pb2.NetCheckResponse:
     nets = plan(state, only)
     asks = [(net, node) for net in nets for node in sorted({m.node for m in net.members})]
     limit = asyncio.Semaphore(PARALLEL)
 
     async def ask(net: netcheck_pb2.NetCheckNetwork, node: str) -> netcheck_pb2.NodeFacts:
         async with limit:
-            return await _ask(state, net, node)
+            return await _ask(state, net, node, dialer)
 
     answers = await asyncio.gather(*(ask(net, node) for net, node in asks))
     by_net: dict[str, list[netcheck_pb2.NodeFacts]] = defaultdict(list)

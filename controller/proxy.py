@@ -8,17 +8,22 @@ Frames are relayed one at a time: the next is read from the agent only after
 grpc.aio has taken the previous one under the client's flow control, so a slow
 client holds back the agent (and the agent its command) instead of filling
 the controller's memory.
+
+With mTLS (``AgentDialer`` holding the controller's identity) the controller pins the
+agent's certificate name to ``node-<name>`` of the node record it dials: an agent can
+only answer as the node its certificate names, whatever address a record advertises.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from pydantic import ValidationError
 
-from berth import grpcopts, keyspace
+from berth import grpcopts, keyspace, tls
 from berth.errors import NotFoundError, PermanentError
 from berth.etcd import KeyValue
 from berth.records import ContainerSpec, NodeRecord, load_error
@@ -33,9 +38,19 @@ def agent_stub(channel: grpc.aio.Channel) -> agent_pb2_grpc.AgentAsyncStub:
     return agent_pb2_grpc.AgentStub(channel)
 
 
-def agent_channel(node: NodeRecord) -> grpc.aio.Channel:
-    """The one way the controller dials an agent: its advertised address, bounded messages."""
-    return grpc.aio.insecure_channel(node.agent_addr, options=grpcopts.channel_options())
+@dataclass(frozen=True)
+class AgentDialer:
+    """The one way the controller dials an agent: its advertised address, bounded messages,
+    and with ``tls`` the controller's certificate and the node's pinned name."""
+
+    tls: tls.TlsSettings | None = None
+
+    def channel(self, node: NodeRecord) -> grpc.aio.Channel:
+        pinned = f"node-{node.name}" if self.tls is not None else None
+        return tls.channel(node.agent_addr, self.tls, grpcopts.channel_options(), pinned)
+
+
+PLAINTEXT = AgentDialer()
 
 
 async def locate(etcd: KeyValue, container: str) -> tuple[ContainerSpec, NodeRecord]:
@@ -63,20 +78,20 @@ async def locate(etcd: KeyValue, container: str) -> tuple[ContainerSpec, NodeRec
 
 
 async def exec_(
-    etcd: KeyValue, request: common_pb2.ExecRequest
+    etcd: KeyValue, request: common_pb2.ExecRequest, dialer: AgentDialer = PLAINTEXT
 ) -> AsyncIterator[common_pb2.ExecOutput]:
     _, node = await locate(etcd, request.container)
-    async with agent_channel(node) as channel:
+    async with dialer.channel(node) as channel:
         call = agent_stub(channel).Exec(request)
         async for frame in _relay(call, node):
             yield frame
 
 
 async def logs(
-    etcd: KeyValue, request: common_pb2.LogsRequest
+    etcd: KeyValue, request: common_pb2.LogsRequest, dialer: AgentDialer = PLAINTEXT
 ) -> AsyncIterator[common_pb2.LogEntry]:
     _, node = await locate(etcd, request.container)
-    async with agent_channel(node) as channel:
+    async with dialer.channel(node) as channel:
         call = agent_stub(channel).Logs(request)
         async for frame in _relay(call, node):
             yield frame

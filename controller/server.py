@@ -2,11 +2,11 @@
 
 Built by main.py; tests start it with ``start_server``. Each RPC delegates:
 Apply/Delete to store.py, Get to state.py + placement.py, Exec/Logs to
-proxy.py, ImageLoad/ImagePull to images.py. Handlers raise; ``maps_errors`` (berth's
-one table, plus controller.errors.describe) turns errors into gRPC statuses with a
-one-line message as the details, which clusterctl prints as is; a failure to reach etcd
-or an agent also says which part in the trailing metadata. Message sizes are bounded by
-berth.grpcopts. NetCheck (clusterctl netcheck) delegates to netcheck.py.
+proxy.py, ImageLoad/ImagePull to images.py, Info to info.py. Handlers raise;
+``maps_errors`` (berth's one table, plus controller.errors.describe) turns errors into
+gRPC statuses with a one-line message as the details, which clusterctl prints as is; a
+failure to reach etcd or an agent also says which part in the trailing metadata. Message
+sizes are bounded by berth.grpcopts. NetCheck (clusterctl netcheck) delegates to netcheck.py.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from berth import grpcopts
+from berth import authz
+from berth.daemonflags import EtcdSettings
 from berth.errors import BerthError, UserError
 from berth.etcd import KeyValue
+from berth.imagelimits import MAX_ARCHIVE_BYTES
 from berth.limits import DEFAULT_LIMITS, Limits
 from berth.rpcerrors import Status, maps_errors
-from controller import getters, netcheck, proxy, store
+from berth.tls import TlsSettings
+from controller import getters, info, netcheck, proxy, store
 from controller.errors import describe
 from controller.images import ImageStore, read_chunks
+from controller.info import InfoSource
 from controller.scheduler import Scheduler
 from controller.state import read_state
 from protos import common_pb2, controller_pb2, controller_pb2_grpc, netcheck_pb2
@@ -53,11 +57,15 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     """Each RPC delegates and raises; maps_errors turns what it raises into a status."""
 
     def __init__(self, etcd: KeyValue, images: ImageStore, scheduler: Scheduler | None,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS,
+                 dialer: proxy.AgentDialer = proxy.PLAINTEXT,
+                 info: InfoSource | None = None) -> None:
         self._etcd = etcd
+        self._dialer = dialer
         self._images = images
         self._scheduler = scheduler
         self._limits = limits
+        self._info = info or InfoSource(EtcdSettings(etcd.endpoint))
 
     @property
     def etcd_endpoint(self) -> str:
@@ -96,13 +104,13 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def Exec(
         self, request: common_pb2.ExecRequest, context: Context
     ) -> AsyncIterator[common_pb2.ExecOutput]:
-        async for frame in proxy.exec_(self._etcd, request):
+        async for frame in proxy.exec_(self._etcd, request, self._dialer):
             yield frame
 
     async def Logs(
         self, request: common_pb2.LogsRequest, context: Context
     ) -> AsyncIterator[common_pb2.LogEntry]:
-        async for frame in proxy.logs(self._etcd, request):
+        async for frame in proxy.logs(self._etcd, request, self._dialer):
             yield frame
 
     async def ImageLoad(
@@ -121,7 +129,15 @@ class ControllerService(controller_pb2_grpc.ControllerServicer):
     async def NetCheck(
         self, request: netcheck_pb2.NetCheckRequest, context: Context,
     ) -> netcheck_pb2.NetCheckResponse:
-        return await netcheck.netcheck(await read_state(self._etcd), request.network)
+        return await netcheck.netcheck(await read_state(self._etcd), request.network,
+                                       self._dialer)
+
+    async def Info(
+        self, request: controller_pb2.InfoRequest, context: Context,
+    ) -> controller_pb2.InfoResponse:
+        pems = list(context.auth_context().get("x509_pem_cert") or [])
+        return await info.info(self._info, await read_state(self._etcd),
+                               pems[0] if pems else None)
 
 
 def _decode(source: str, raw: bytes) -> str:
@@ -144,22 +160,27 @@ class RunningServer:
 
 async def start_server(
     etcd: KeyValue, listen: str, state_dir: Path, scheduler: Scheduler | None = None,
-    limits: Limits | None = None,
+    limits: Limits | None = None, tls: TlsSettings | None = None, *,
+    max_archive: int = MAX_ARCHIVE_BYTES, info_source: InfoSource | None = None,
 ) -> RunningServer:
     """Bind ``listen`` (``HOST:0`` picks a free port) and start serving.
 
     ``limits`` default to the scheduler's, so Get explains pending containers as it does.
+    ``tls``: serve mTLS, authorize every call by its certificate (berth.authz), and dial
+    agents with the same identity; None serves plaintext (with a warning).
     """
-    server = grpc.aio.server(options=grpcopts.server_options())
+    server = authz.make_server(tls, "berth-controller")
     if limits is None:
         limits = scheduler.limits if scheduler is not None else DEFAULT_LIMITS
-    service = ControllerService(etcd, ImageStore(etcd, state_dir), scheduler, limits)
+    dialer = proxy.AgentDialer(tls)
+    images = ImageStore(etcd, state_dir, max_archive=max_archive, dialer=dialer)
+    service = ControllerService(etcd, images, scheduler, limits, dialer, info_source)
     controller_pb2_grpc.add_ControllerServicer_to_server(
         service, server)
     health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        port = server.add_insecure_port(listen)
+        port = authz.add_port(server, listen, tls)
     except RuntimeError as exc:
         raise UserError(f"cannot listen on {listen}: {exc}") from exc
     await server.start()

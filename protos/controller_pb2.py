@@ -26,7 +26,7 @@ from protos import common_pb2 as protos_dot_common__pb2
 from protos import netcheck_pb2 as protos_dot_netcheck__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/controller.proto\x12\x08\x62\x65rth.v1\x1a\x13protos/common.proto\x1a\x15protos/netcheck.proto\"A\n\x0c\x41pplyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\";\n\rAppliedObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"K\n\rApplyResponse\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.berth.v1.AppliedObject\x12\x10\n\x08revision\x18\x02 \x01(\x03\"(\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"+\n\x10\x43ontainerNetwork\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\"[\n\x0bPortBinding\x12\x0f\n\x07host_ip\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x16\n\x0e\x63ontainer_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\xc1\x03\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x12\n\nstarted_at\x18\x07 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\r\n\x05image\x18\n \x01(\t\x12\x33\n\x08networks\x18\x0b \x03(\x0b\x32!.berth.v1.Container.NetworksEntry\x12\x12\n\ngeneration\x18\x0c \x01(\x03\x12\x1b\n\x13observed_generation\x18\r \x01(\x03\x12\x0f\n\x07invalid\x18\x0e \x01(\t\x12$\n\x05ports\x18\x0f \x03(\x0b\x32\x15.berth.v1.PortBinding\x12\x14\n\x0cnetwork_mode\x18\x10 \x01(\t\x1aK\n\rNetworksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.berth.v1.ContainerNetwork:\x02\x38\x01\x42\x0c\n\n_exit_code\"n\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\nagent_addr\x18\x04 \x01(\t\x12\x12\n\ncontainers\x18\x05 \x01(\x05\x12\x0f\n\x07invalid\x18\x06 \x01(\t\"m\n\x07Service\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x0f\n\x07invalid\x18\x06 \x01(\t\"\x9a\x02\n\x07Network\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64river\x18\x02 \x01(\t\x12\x0e\n\x06subnet\x18\x03 \x01(\t\x12\x0b\n\x03vni\x18\x04 \x01(\x05\x12\x11\n\tendpoints\x18\x05 \x01(\x05\x12\x0f\n\x07gateway\x18\x06 \x01(\t\x12\x0f\n\x07invalid\x18\x07 \x01(\t\x12\r\n\x05nodes\x18\x08 \x03(\t\x12\x10\n\x08internal\x18\t \x01(\x08\x12/\n\x07options\x18\n \x03(\x0b\x32\x1e.berth.v1.Network.OptionsEntry\x12\x0b\n\x03mtu\x18\x0b \x01(\x05\x12\x10\n\x08ip_range\x18\x0c \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x0bGetResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.berth.v1.Node\x12#\n\x08services\x18\x02 \x03(\x0b\x32\x11.berth.v1.Service\x12\'\n\ncontainers\x18\x03 \x03(\x0b\x32\x13.berth.v1.Container\x12#\n\x08networks\x18\x04 \x03(\x0b\x32\x11.berth.v1.Network\"M\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\":\n\x0e\x44\x65leteResponse\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.berth.v1.AppliedObject\"\x1f\n\x10ImagePullRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t2\xe9\x03\n\nController\x12\x38\n\x05\x41pply\x12\x16.berth.v1.ApplyRequest\x1a\x17.berth.v1.ApplyResponse\x12\x32\n\x03Get\x12\x14.berth.v1.GetRequest\x1a\x15.berth.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.berth.v1.DeleteRequest\x1a\x18.berth.v1.DeleteResponse\x12\x35\n\x04\x45xec\x12\x15.berth.v1.ExecRequest\x1a\x14.berth.v1.ExecOutput0\x01\x12\x33\n\x04Logs\x12\x15.berth.v1.LogsRequest\x1a\x12.berth.v1.LogEntry0\x01\x12@\n\tImageLoad\x12\x14.berth.v1.ImageChunk\x1a\x1b.berth.v1.ImageLoadResponse(\x01\x12?\n\tImagePull\x12\x1a.berth.v1.ImagePullRequest\x1a\x14.berth.v1.ImageChunk0\x01\x12\x41\n\x08NetCheck\x12\x19.berth.v1.NetCheckRequest\x1a\x1a.berth.v1.NetCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/controller.proto\x12\x08\x62\x65rth.v1\x1a\x13protos/common.proto\x1a\x15protos/netcheck.proto\"A\n\x0c\x41pplyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\";\n\rAppliedObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"K\n\rApplyResponse\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.berth.v1.AppliedObject\x12\x10\n\x08revision\x18\x02 \x01(\x03\"(\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"+\n\x10\x43ontainerNetwork\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\"[\n\x0bPortBinding\x12\x0f\n\x07host_ip\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x16\n\x0e\x63ontainer_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\xc1\x03\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x12\n\nstarted_at\x18\x07 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\r\n\x05image\x18\n \x01(\t\x12\x33\n\x08networks\x18\x0b \x03(\x0b\x32!.berth.v1.Container.NetworksEntry\x12\x12\n\ngeneration\x18\x0c \x01(\x03\x12\x1b\n\x13observed_generation\x18\r \x01(\x03\x12\x0f\n\x07invalid\x18\x0e \x01(\t\x12$\n\x05ports\x18\x0f \x03(\x0b\x32\x15.berth.v1.PortBinding\x12\x14\n\x0cnetwork_mode\x18\x10 \x01(\t\x1aK\n\rNetworksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.berth.v1.ContainerNetwork:\x02\x38\x01\x42\x0c\n\n_exit_code\"\xc9\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\nagent_addr\x18\x04 \x01(\t\x12\x12\n\ncontainers\x18\x05 \x01(\x05\x12\x0f\n\x07invalid\x18\x06 \x01(\t\x12*\n\x06labels\x18\x07 \x03(\x0b\x32\x1a.berth.v1.Node.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x07Service\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x0f\n\x07invalid\x18\x06 \x01(\t\"\x9a\x02\n\x07Network\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64river\x18\x02 \x01(\t\x12\x0e\n\x06subnet\x18\x03 \x01(\t\x12\x0b\n\x03vni\x18\x04 \x01(\x05\x12\x11\n\tendpoints\x18\x05 \x01(\x05\x12\x0f\n\x07gateway\x18\x06 \x01(\t\x12\x0f\n\x07invalid\x18\x07 \x01(\t\x12\r\n\x05nodes\x18\x08 \x03(\t\x12\x10\n\x08internal\x18\t \x01(\x08\x12/\n\x07options\x18\n \x03(\x0b\x32\x1e.berth.v1.Network.OptionsEntry\x12\x0b\n\x03mtu\x18\x0b \x01(\x05\x12\x10\n\x08ip_range\x18\x0c \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x0bGetResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.berth.v1.Node\x12#\n\x08services\x18\x02 \x03(\x0b\x32\x11.berth.v1.Service\x12\'\n\ncontainers\x18\x03 \x03(\x0b\x32\x13.berth.v1.Container\x12#\n\x08networks\x18\x04 \x03(\x0b\x32\x11.berth.v1.Network\"M\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\":\n\x0e\x44\x65leteResponse\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.berth.v1.AppliedObject\"\x1f\n\x10ImagePullRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\r\n\x0bInfoRequest\"\xb1\x01\n\nEtcdMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\t\x12\x11\n\tpeer_urls\x18\x04 \x03(\t\x12\x0f\n\x07learner\x18\x05 \x01(\x08\x12\x0f\n\x07healthy\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06leader\x18\x08 \x01(\x08\x12\x0f\n\x07version\x18\t \x01(\t\x12\x0f\n\x07\x64\x62_size\x18\n \x01(\x03\"-\n\rDriverSupport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xf3\x01\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06kernel\x18\x04 \x01(\t\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0f\n\x07runtime\x18\x06 \x01(\t\x12.\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.berth.v1.NodeInfo.LabelsEntry\x12(\n\x07\x64rivers\x18\x08 \x03(\x0b\x32\x17.berth.v1.DriverSupport\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0f\x43\x65rtificateInfo\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x11\n\tnot_after\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xc0\x01\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12*\n\x0c\x65tcd_members\x18\x02 \x03(\x0b\x32\x14.berth.v1.EtcdMember\x12\x12\n\netcd_error\x18\x03 \x01(\t\x12!\n\x05nodes\x18\x04 \x03(\x0b\x32\x12.berth.v1.NodeInfo\x12\x0b\n\x03tls\x18\x05 \x01(\x08\x12/\n\x0c\x63\x65rtificates\x18\x06 \x03(\x0b\x32\x19.berth.v1.CertificateInfo2\xa0\x04\n\nController\x12\x38\n\x05\x41pply\x12\x16.berth.v1.ApplyRequest\x1a\x17.berth.v1.ApplyResponse\x12\x32\n\x03Get\x12\x14.berth.v1.GetRequest\x1a\x15.berth.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.berth.v1.DeleteRequest\x1a\x18.berth.v1.DeleteResponse\x12\x35\n\x04\x45xec\x12\x15.berth.v1.ExecRequest\x1a\x14.berth.v1.ExecOutput0\x01\x12\x33\n\x04Logs\x12\x15.berth.v1.LogsRequest\x1a\x12.berth.v1.LogEntry0\x01\x12@\n\tImageLoad\x12\x14.berth.v1.ImageChunk\x1a\x1b.berth.v1.ImageLoadResponse(\x01\x12?\n\tImagePull\x12\x1a.berth.v1.ImagePullRequest\x1a\x14.berth.v1.ImageChunk0\x01\x12\x41\n\x08NetCheck\x12\x19.berth.v1.NetCheckRequest\x1a\x1a.berth.v1.NetCheckResponse\x12\x35\n\x04Info\x12\x15.berth.v1.InfoRequest\x1a\x16.berth.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTAINER_NETWORKSENTRY']._loaded_options = None
   _globals['_CONTAINER_NETWORKSENTRY']._serialized_options = b'8\001'
+  _globals['_NODE_LABELSENTRY']._loaded_options = None
+  _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_NETWORK_OPTIONSENTRY']._loaded_options = None
   _globals['_NETWORK_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_NODEINFO_LABELSENTRY']._loaded_options = None
+  _globals['_NODEINFO_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_APPLYREQUEST']._serialized_start=81
   _globals['_APPLYREQUEST']._serialized_end=146
   _globals['_APPLIEDOBJECT']._serialized_start=148
@@ -53,22 +57,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINER']._serialized_end=916
   _globals['_CONTAINER_NETWORKSENTRY']._serialized_start=827
   _globals['_CONTAINER_NETWORKSENTRY']._serialized_end=902
-  _globals['_NODE']._serialized_start=918
-  _globals['_NODE']._serialized_end=1028
-  _globals['_SERVICE']._serialized_start=1030
-  _globals['_SERVICE']._serialized_end=1139
-  _globals['_NETWORK']._serialized_start=1142
-  _globals['_NETWORK']._serialized_end=1424
-  _globals['_NETWORK_OPTIONSENTRY']._serialized_start=1378
-  _globals['_NETWORK_OPTIONSENTRY']._serialized_end=1424
-  _globals['_GETRESPONSE']._serialized_start=1427
-  _globals['_GETRESPONSE']._serialized_end=1586
-  _globals['_DELETEREQUEST']._serialized_start=1588
-  _globals['_DELETEREQUEST']._serialized_end=1665
-  _globals['_DELETERESPONSE']._serialized_start=1667
-  _globals['_DELETERESPONSE']._serialized_end=1725
-  _globals['_IMAGEPULLREQUEST']._serialized_start=1727
-  _globals['_IMAGEPULLREQUEST']._serialized_end=1758
-  _globals['_CONTROLLER']._serialized_start=1761
-  _globals['_CONTROLLER']._serialized_end=2250
+  _globals['_NODE']._serialized_start=919
+  _globals['_NODE']._serialized_end=1120
+  _globals['_NODE_LABELSENTRY']._serialized_start=1075
+  _globals['_NODE_LABELSENTRY']._serialized_end=1120
+  _globals['_SERVICE']._serialized_start=1122
+  _globals['_SERVICE']._serialized_end=1231
+  _globals['_NETWORK']._serialized_start=1234
+  _globals['_NETWORK']._serialized_end=1516
+  _globals['_NETWORK_OPTIONSENTRY']._serialized_start=1470
+  _globals['_NETWORK_OPTIONSENTRY']._serialized_end=1516
+  _globals['_GETRESPONSE']._serialized_start=1519
+  _globals['_GETRESPONSE']._serialized_end=1678
+  _globals['_DELETEREQUEST']._serialized_start=1680
+  _globals['_DELETEREQUEST']._serialized_end=1757
+  _globals['_DELETERESPONSE']._serialized_start=1759
+  _globals['_DELETERESPONSE']._serialized_end=1817
+  _globals['_IMAGEPULLREQUEST']._serialized_start=1819
+  _globals['_IMAGEPULLREQUEST']._serialized_end=1850
+  _globals['_INFOREQUEST']._serialized_start=1852
+  _globals['_INFOREQUEST']._serialized_end=1865
+  _globals['_ETCDMEMBER']._serialized_start=1868
+  _globals['_ETCDMEMBER']._serialized_end=2045
+  _globals['_DRIVERSUPPORT']._serialized_start=2047
+  _globals['_DRIVERSUPPORT']._serialized_end=2092
+  _globals['_NODEINFO']._serialized_start=2095
+  _globals['_NODEINFO']._serialized_end=2338
+  _globals['_NODEINFO_LABELSENTRY']._serialized_start=1075
+  _globals['_NODEINFO_LABELSENTRY']._serialized_end=1120
+  _globals['_CERTIFICATEINFO']._serialized_start=2340
+  _globals['_CERTIFICATEINFO']._serialized_end=2422
+  _globals['_INFORESPONSE']._serialized_start=2425
+  _globals['_INFORESPONSE']._serialized_end=2617
+  _globals['_CONTROLLER']._serialized_start=2620
+  _globals['_CONTROLLER']._serialized_end=3164
 # @@protoc_insertion_point(module_scope)

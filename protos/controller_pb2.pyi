@@ -108,20 +108,29 @@ class Container(_message.Message):
     def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., image: _Optional[str] = ..., networks: _Optional[_Mapping[str, ContainerNetwork]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., invalid: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., network_mode: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "address", "status", "agent_addr", "containers", "invalid")
+    __slots__ = ("name", "address", "status", "agent_addr", "containers", "invalid", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     INVALID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     status: str
     agent_addr: str
     containers: int
     invalid: str
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[str] = ..., agent_addr: _Optional[str] = ..., containers: _Optional[int] = ..., invalid: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[str] = ..., agent_addr: _Optional[str] = ..., containers: _Optional[int] = ..., invalid: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("name", "image", "replicas", "running", "spec_json", "invalid")
@@ -209,3 +218,94 @@ class ImagePullRequest(_message.Message):
     REF_FIELD_NUMBER: _ClassVar[int]
     ref: str
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdMember(_message.Message):
+    __slots__ = ("name", "id", "client_urls", "peer_urls", "learner", "healthy", "error", "leader", "version", "db_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    PEER_URLS_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    peer_urls: _containers.RepeatedScalarFieldContainer[str]
+    learner: bool
+    healthy: bool
+    error: str
+    leader: bool
+    version: str
+    db_size: int
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ..., peer_urls: _Optional[_Iterable[str]] = ..., learner: _Optional[bool] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ..., leader: _Optional[bool] = ..., version: _Optional[str] = ..., db_size: _Optional[int] = ...) -> None: ...
+
+class DriverSupport(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("name", "status", "version", "kernel", "cgroup", "runtime", "labels", "drivers")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: str
+    version: str
+    kernel: str
+    cgroup: str
+    runtime: str
+    labels: _containers.ScalarMap[str, str]
+    drivers: _containers.RepeatedCompositeFieldContainer[DriverSupport]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., version: _Optional[str] = ..., kernel: _Optional[str] = ..., cgroup: _Optional[str] = ..., runtime: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., drivers: _Optional[_Iterable[_Union[DriverSupport, _Mapping]]] = ...) -> None: ...
+
+class CertificateInfo(_message.Message):
+    __slots__ = ("role", "subject", "not_after", "error")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    subject: str
+    not_after: str
+    error: str
+    def __init__(self, role: _Optional[str] = ..., subject: _Optional[str] = ..., not_after: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("version", "etcd_members", "etcd_error", "nodes", "tls", "certificates")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETCD_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    etcd_members: _containers.RepeatedCompositeFieldContainer[EtcdMember]
+    etcd_error: str
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    tls: bool
+    certificates: _containers.RepeatedCompositeFieldContainer[CertificateInfo]
+    def __init__(self, version: _Optional[str] = ..., etcd_members: _Optional[_Iterable[_Union[EtcdMember, _Mapping]]] = ..., etcd_error: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., tls: _Optional[bool] = ..., certificates: _Optional[_Iterable[_Union[CertificateInfo, _Mapping]]] = ...) -> None: ...

@@ -76,6 +76,11 @@ class ControllerStub:
                 request_serializer=protos_dot_netcheck__pb2.NetCheckRequest.SerializeToString,
                 response_deserializer=protos_dot_netcheck__pb2.NetCheckResponse.FromString,
                 _registered_method=True)
+        self.Info = channel.unary_unary(
+                '/berth.v1.Controller/Info',
+                request_serializer=protos_dot_controller__pb2.InfoRequest.SerializeToString,
+                response_deserializer=protos_dot_controller__pb2.InfoResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -131,6 +136,14 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Info(self, request, context):
+        """clusterctl info: versions, etcd members and their health, each node's host facts,
+        and certificate expiry dates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +186,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.NetCheck,
                     request_deserializer=protos_dot_netcheck__pb2.NetCheckRequest.FromString,
                     response_serializer=protos_dot_netcheck__pb2.NetCheckResponse.SerializeToString,
+            ),
+            'Info': grpc.unary_unary_rpc_method_handler(
+                    servicer.Info,
+                    request_deserializer=protos_dot_controller__pb2.InfoRequest.FromString,
+                    response_serializer=protos_dot_controller__pb2.InfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -391,6 +409,33 @@ class Controller:
             '/berth.v1.Controller/NetCheck',
             protos_dot_netcheck__pb2.NetCheckRequest.SerializeToString,
             protos_dot_netcheck__pb2.NetCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Info(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.Controller/Info',
+            protos_dot_controller__pb2.InfoRequest.SerializeToString,
+            protos_dot_controller__pb2.InfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class ControllerStub:
     """Agents fetch an image archive they lack, by digest."""
     NetCheck: _grpc.UnaryUnaryMultiCallable[_netcheck_pb2.NetCheckRequest, _netcheck_pb2.NetCheckResponse]
     """The running members of each network and every node's facts about it (clusterctl netcheck)."""
+    Info: _grpc.UnaryUnaryMultiCallable[_controller_pb2.InfoRequest, _controller_pb2.InfoResponse]
+    """clusterctl info: versions, etcd members and their health, each node's host facts,
+    and certificate expiry dates.
+    """
 
 @_typing.type_check_only
 class ControllerAsyncStub(ControllerStub):
@@ -57,6 +61,10 @@ class ControllerAsyncStub(ControllerStub):
     """Agents fetch an image archive they lack, by digest."""
     NetCheck: _aio.UnaryUnaryMultiCallable[_netcheck_pb2.NetCheckRequest, _netcheck_pb2.NetCheckResponse]  # type: ignore[assignment]
     """The running members of each network and every node's facts about it (clusterctl netcheck)."""
+    Info: _aio.UnaryUnaryMultiCallable[_controller_pb2.InfoRequest, _controller_pb2.InfoResponse]  # type: ignore[assignment]
+    """clusterctl info: versions, etcd members and their health, each node's host facts,
+    and certificate expiry dates.
+    """
 
 class ControllerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -116,5 +124,15 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_netcheck_pb2.NetCheckResponse, _abc.Awaitable[_netcheck_pb2.NetCheckResponse]]:
         """The running members of each network and every node's facts about it (clusterctl netcheck)."""
+
+    @_abc_1.abstractmethod
+    def Info(
+        self,
+        request: _controller_pb2.InfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_controller_pb2.InfoResponse, _abc.Awaitable[_controller_pb2.InfoResponse]]:
+        """clusterctl info: versions, etcd members and their health, each node's host facts,
+        and certificate expiry dates.
+        """
 
 def add_ControllerServicer_to_server(servicer: ControllerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,11 +6,10 @@ cd "$(dirname "$0")/.."
 sh scripts/install.sh
 ctl=.venv/bin/clusterctl
 $ctl lab up --name demo --hosts 3
-# Talk to this lab's controller by address, not to "the lab most recently brought up",
-# which another lab started meanwhile (a test run, say) would change under us.
-BERTH_CONTROLLER=$($ctl lab status --name demo -o json |
-  .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)[0]["controller"])')
-export BERTH_CONTROLLER
+# Talk to this lab through its own context (lab up added it: controller address, CA and
+# admin certificate), whichever context this shell's config has selected.
+BERTH_CONTEXT=demo
+export BERTH_CONTEXT
 $ctl apply -f examples/hello.yaml --wait
 $ctl get nodes
 $ctl get networks

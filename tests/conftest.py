@@ -1,4 +1,10 @@
-"""Suite-wide diagnostics: what every asyncio task awaits when a test runs too long.
+"""Suite-wide set-up: a private clusterctl config, and what every asyncio task awaits
+when a test runs too long.
+
+clusterctl's contexts file is ``BERTH_CONFIG``; each run gets its own (a temporary
+file removed at the end), so a test run never reads nor changes the contexts of the
+person running it, and two runs never select each other's labs. ``BERTH_CONTEXT`` and
+``BERTH_CONTROLLER`` from the caller's shell are dropped for the same reason.
 
 pytest-timeout's dump shows threads, and a loop that is idle shows only ``select``:
 it cannot say which await never finished. Before the hard timeout, this watchdog
@@ -10,11 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 
 import pytest
+
+_CONFIG_DIR: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _CONFIG_DIR:
+        _CONFIG_DIR.append(tempfile.mkdtemp(prefix="berth-test-config-"))
+    os.environ["BERTH_CONFIG"] = os.path.join(_CONFIG_DIR[0], "config")
+    os.environ.pop("BERTH_CONTEXT", None)
+    os.environ.pop("BERTH_CONTROLLER", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _CONFIG_DIR:
+        shutil.rmtree(_CONFIG_DIR.pop(), ignore_errors=True)
 
 
 def _dump_after(config: pytest.Config) -> float:

@@ -15,6 +15,7 @@ from berth.etcd.client import (
     KVMeta,
     Lease,
     Listing,
+    Member,
     PutEvent,
     WatchEvent,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "Listing",
+    "Member",
     "PutEvent",
     "WatchEvent",
     "txn",

@@ -1,8 +1,9 @@
 """Asyncio etcd v3 client over our own wire-compatible stubs (protos/etcd).
 
 Owned by berth; used by the controller and the agent. python-etcd3's method names: get,
-get_prefix, put, delete, delete_prefix, transaction, lease, watch_prefix, plus status and
-compact. Keys are ``str`` (UTF-8 on the wire), values ``bytes`` (``str`` is encoded).
+get_prefix, put, delete, delete_prefix, transaction, lease, watch_prefix, plus status,
+member_list and compact. Keys are ``str`` (UTF-8 on the wire), values ``bytes`` (``str``
+is encoded).
 
 Every unary call carries the client's timeout. gRPC failures become EtcdUnavailable
 (TemporaryError: retry) or EtcdError (PermanentError); see errors.py. The channel is created
@@ -25,6 +26,7 @@ from berth.etcd.model import (
     DeleteEvent,
     KVMeta,
     Listing,
+    Member,
     PutEvent,
     WatchEvent,
     encode_key,
@@ -44,6 +46,7 @@ __all__ = [
     "KVMeta",
     "Lease",
     "Listing",
+    "Member",
     "PutEvent",
     "WatchEvent",
 ]
@@ -69,6 +72,7 @@ class _Stubs:
         self.watch = rpc_pb2_grpc.WatchStub(channel)
         self.lease = rpc_pb2_grpc.LeaseStub(channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
+        self.cluster = rpc_pb2_grpc.ClusterStub(channel)
 
 
 class Etcd3Client:
@@ -160,6 +164,15 @@ class Etcd3Client:
             "is_learner": resp.isLearner,
             "errors": list(resp.errors),
         }
+
+    async def member_list(self) -> list[Member]:
+        """The cluster's members as this endpoint knows them (etcd's Cluster.MemberList)."""
+        resp: rpc_pb2.MemberListResponse = await self._unary(
+            self.stubs.cluster.MemberList, rpc_pb2.MemberListRequest(linearizable=True),
+            "member list")
+        return [Member(id=m.ID, name=m.name, peer_urls=tuple(m.peerURLs),
+                       client_urls=tuple(m.clientURLs), learner=m.isLearner)
+                for m in resp.members]
 
     async def get(self, key: str) -> tuple[bytes | None, KVMeta | None]:
         """The value and metadata of ``key``, or (None, None) if it does not exist."""

@@ -102,3 +102,14 @@ def event_from_pb(event: kv_pb2.Event) -> PutEvent | DeleteEvent:
     if event.type == kv_pb2.Event.DELETE:
         return DeleteEvent(key=meta.key, meta=meta)
     return PutEvent(key=meta.key, value=event.kv.value, meta=meta)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One etcd cluster member (Cluster.MemberList)."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool = False

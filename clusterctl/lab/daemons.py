@@ -1,16 +1,18 @@
 """The lab's daemons: etcd and the controller in the ctl netns, one agent per host netns.
 
-Builds each daemon's argv, starts what is not running (a restart reuses the recorded
-argv), and waits for each to be usable: etcd healthy, controller accepting gRPC, the
-busybox image loaded, every node Ready. Waiting also watches the process, so a daemon
-that dies fails ``up`` at once with its log tail instead of after the timeout.
-Called by ``lab.py``.
+Makes the lab's PKI (``ensure_pki``: a CA, admin, controller, one node certificate
+per host and etcd's), so every hop runs mTLS: etcd serves clients and its peer port
+with TLS and --client-cert-auth, both daemons serve with --tlsverify and present
+their own certificate to etcd and to each other. Builds each daemon's argv, starts
+what is not running (a restart reuses the recorded argv), and waits for each to be
+usable: etcd healthy, controller accepting gRPC, the busybox image loaded, every node
+Ready. Waiting also watches the process, so a daemon that dies fails ``up`` at once
+with its log tail instead of after the timeout. Called by ``lab.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -20,8 +22,12 @@ from pathlib import Path
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from berth import grpcopts
+from berth import grpcopts, pki
 from berth.aio import woken
+from berth.errors import BerthError
+from berth.etcd import Etcd3Client
+from berth.tls import TlsSettings
+from berth.tls import channel as tls_channel
 from clusterctl.lab import process
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import (
@@ -33,6 +39,7 @@ from clusterctl.lab.state import (
     ProcessRecord,
     lab_dir,
     netns_prefix,
+    pki_dir,
     run_dir,
     save,
 )
@@ -59,16 +66,57 @@ def find_program(name: str) -> str:
     return found
 
 
+ETCD_MEMBER = pki.Identity("etcd", "ctl")
+
+
+def ensure_pki(state: LabState) -> None:
+    """The lab's CA and every identity it runs; what exists is kept (keys never rewritten)."""
+    directory = pki_dir(state.name)
+    pki.ensure_dir(directory)
+    wanted: list[tuple[pki.Identity, list[str]]] = [
+        (pki.Identity("admin"), []),
+        (pki.Identity("controller"), [state.ctl_ip]),
+        (ETCD_MEMBER, [state.ctl_ip, "127.0.0.1"]),
+    ]
+    wanted += [(pki.Identity("node", host), [state.host_ip(i)])
+               for i, host in enumerate(state.host_names(), start=1)]
+    for ident, sans in wanted:
+        if not pki.exists(directory, ident):
+            pki.issue(directory, ident, pki.parse_sans(sans))
+    if not (directory / pki.CRL).exists():
+        pki.write_crl(directory)
+
+
+def tls_of(state: LabState, stem: str) -> TlsSettings:
+    d = pki_dir(state.name)
+    return TlsSettings(str(d / "ca.crt"), str(d / f"{stem}.crt"), str(d / f"{stem}.key"))
+
+
+def _tls_flags(state: LabState, stem: str) -> list[str]:
+    """A daemon's identity, to etcd and on its own gRPC API (mTLS both ways)."""
+    tls = tls_of(state, stem)
+    return [
+        "--etcd-ca", tls.ca, "--etcd-cert", tls.cert, "--etcd-key", tls.key,
+        "--tlsverify", "--tlscacert", tls.ca, "--tlscert", tls.cert, "--tlskey", tls.key,
+    ]  # fmt: skip
+
+
 def etcd_argv(state: LabState) -> list[str]:
     ip, data = state.ctl_ip, lab_dir(state.name) / "etcd"
-    peer = "http://127.0.0.1:2380"
+    peer = "https://127.0.0.1:2380"
+    tls = tls_of(state, ETCD_MEMBER.stem)
+    crl = str(pki_dir(state.name) / pki.CRL)
     return [
         find_program("etcd"), "--name", "ctl", "--data-dir", str(data),
-        "--listen-client-urls", f"http://{ip}:{ETCD_PORT}",
-        "--advertise-client-urls", f"http://{ip}:{ETCD_PORT}",
+        "--listen-client-urls", f"https://{ip}:{ETCD_PORT}",
+        "--advertise-client-urls", f"https://{ip}:{ETCD_PORT}",
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", f"ctl={peer}", "--initial-cluster-state", "new",
         "--initial-cluster-token", f"berth-lab-{state.name}",
+        "--trusted-ca-file", tls.ca, "--cert-file", tls.cert, "--key-file", tls.key,
+        "--client-cert-auth", "--client-crl-file", crl,
+        "--peer-trusted-ca-file", tls.ca, "--peer-cert-file", tls.cert,
+        "--peer-key-file", tls.key, "--peer-client-cert-auth", "--peer-crl-file", crl,
         "--logger", "zap", "--log-outputs", "stderr",
     ]  # fmt: skip
 
@@ -78,7 +126,7 @@ def controller_argv(state: LabState) -> list[str]:
     return [
         find_program("berth-controller"), "--listen", f"{ip}:{CONTROLLER_PORT}",
         "--etcd", f"{ip}:{ETCD_PORT}", "--state-dir", str(lab_dir(state.name) / "controller"),
-        "--metrics-listen", f"{ip}:{CONTROLLER_METRICS_PORT}",
+        "--metrics-listen", f"{ip}:{CONTROLLER_METRICS_PORT}", *_tls_flags(state, "controller"),
     ]  # fmt: skip
 
 
@@ -94,7 +142,7 @@ def agent_argv(state: LabState, index: int) -> list[str]:
         "--cgroup-parent", f"berth-{state.name}-{host}",
         # The lab has no way out, so containers' unknown names must fail fast
         # rather than be forwarded to the machine's own resolvers.
-        "--dns-upstreams", "none",
+        "--dns-upstreams", "none", *_tls_flags(state, f"node-{host}"),
     ]  # fmt: skip
 
 
@@ -149,31 +197,27 @@ async def _wait(
 
 
 async def wait_etcd(state: LabState, within: float) -> None:
+    """Until etcd answers a Status call over mTLS (as admin) and has a leader."""
+    tls = tls_of(state, "admin")
+
     async def probe() -> None:
+        etcd = Etcd3Client(f"{state.ctl_ip}:{ETCD_PORT}", ca_cert=tls.ca, cert_cert=tls.cert,
+                           cert_key=tls.key, timeout=2.0)
         try:
-            async with asyncio.timeout(2.0):
-                reader, writer = await asyncio.open_connection(state.ctl_ip, ETCD_PORT)
-            try:
-                writer.write(f"GET /health HTTP/1.0\r\nHost: {state.ctl_ip}\r\n\r\n".encode())
-                async with asyncio.timeout(2.0):
-                    raw = await reader.read()
-            finally:
-                writer.close()
-        except (OSError, TimeoutError) as exc:
+            async with etcd:
+                status = await etcd.status()
+        except BerthError as exc:
             raise _NotYet(f"etcd: {exc}") from exc
-        body = raw.partition(b"\r\n\r\n")[2]
-        try:
-            healthy = json.loads(body).get("health") == "true"
-        except ValueError:
-            healthy = False
-        if not healthy:
-            raise _NotYet(f"etcd health: {body[:200]!r}")
+        if not status.get("leader"):
+            raise _NotYet("etcd has no leader yet")
 
     await _wait(state, ["etcd"], within, "etcd", probe)
 
 
 def channel(state: LabState) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(f"{state.ctl_ip}:{CONTROLLER_PORT}", options=GRPC_OPTIONS)
+    """clusterctl's way to the lab's controller: mTLS as admin."""
+    return tls_channel(f"{state.ctl_ip}:{CONTROLLER_PORT}", tls_of(state, "admin"),
+                       GRPC_OPTIONS)
 
 
 async def wait_controller(state: LabState, within: float) -> None:

@@ -1,9 +1,11 @@
 """``clusterctl lab up|down|status``: the embedded default cluster on this machine.
 
-Public API for clusterctl/main.py: ``up``, ``down``, ``status``, ``current`` and
-``leftovers``. ``up`` is convergent: on an existing lab it brings back whatever is
-missing (a killed agent is restarted with its recorded argv); a failed first ``up``
-removes what it built. ``down`` is idempotent and ends by checking ``leftovers``.
+Public API for clusterctl/main.py: ``up``, ``down``, ``status`` and ``leftovers``.
+``up`` is convergent: on an existing lab it brings back whatever is missing (a killed
+agent is restarted with its recorded argv); a failed first ``up`` removes what it
+built. ``up`` adds a clusterctl context named after the lab (its controller, CA and
+admin certificate), selected only when none is; ``down`` removes it. ``down`` is
+idempotent and ends by checking ``leftovers``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from berth.busybox import build_busybox_image
+from clusterctl import contexts
 from clusterctl.lab import cleanup, daemons, process, topology
 from clusterctl.lab.errors import LabError
 from clusterctl.lab.state import (
@@ -21,15 +24,12 @@ from clusterctl.lab.state import (
     LabInfo,
     LabState,
     all_states,
-    clear_current,
-    get_current,
     info_of,
     lab_dir,
     labs_lock,
     load,
     run_dir,
     save,
-    set_current,
     validate,
 )
 
@@ -67,9 +67,19 @@ async def up(
             progress(f"lab {name}: start-up failed, removing what was built")
             await asyncio.shield(down(name, progress=progress))
         raise
-    set_current(name)
+    info = info_of(state)
+    if add_context(info):
+        progress(f"selected context {name}")
     progress(f"lab {name} is up: controller at {state.ctl_ip}:{CONTROLLER_PORT}")
-    return info_of(state)
+    return info
+
+
+def add_context(info: LabInfo) -> bool:
+    """Add (or refresh) context ``info.name``; True when it became the current one."""
+    tls = info.tls("admin")
+    entry = contexts.ContextEntry(name=info.name, server=info.controller, ca=tls.ca,
+                                  cert=tls.cert, key=tls.key)
+    return contexts.add(entry, select_if_none=True)
 
 
 def _claim(
@@ -102,6 +112,7 @@ async def _converge(
     progress(f"creating network namespaces and the underlay bridge for {state.hosts} hosts")
     await topology.ensure_topology(state)
     _make_dirs(state)
+    await asyncio.to_thread(daemons.ensure_pki, state)
     if daemons.ensure_process(state, "etcd", "ctl", daemons.etcd_argv(state)):
         progress("started etcd")
     await daemons.wait_etcd(state, min(left(), 30.0))
@@ -144,7 +155,7 @@ async def down(name: str, *, progress: Progress = _quiet) -> None:
     validate(name)
     if not cleanup.leftovers(name):
         progress(f"lab {name} does not exist; nothing to do")
-        clear_current(name)
+        contexts.remove(name)
         return
     state = cleanup.load_quietly(name)
     if state is not None:
@@ -163,7 +174,7 @@ async def down(name: str, *, progress: Progress = _quiet) -> None:
     progress("removing network namespaces and the root link")
     await topology.delete_topology(name)
     cleanup.remove_dirs(name)
-    clear_current(name)
+    contexts.remove(name)
     remaining = await _settle(name)
     if remaining:
         raise LabError(f"lab {name} was not removed completely: " + "; ".join(remaining))
@@ -191,17 +202,3 @@ def status(name: str | None = None) -> list[LabInfo]:
         state = load(name)
         return [info_of(state)] if state else []
     return [info_of(state) for state in all_states()]
-
-
-def current() -> LabInfo | None:
-    """The lab most recently brought up, if it still exists.
-
-    When that one is gone but exactly one other lab is left, that one: there is then
-    no doubt which controller the person means.
-    """
-    name = get_current()
-    state = load(name) if name else None
-    if state is not None:
-        return info_of(state)
-    labs = status()
-    return labs[0] if len(labs) == 1 else None

@@ -1,8 +1,10 @@
 """Where a lab lives on disk, its persisted state file, and the public ``LabInfo`` view.
 
 Owns /var/lib/berth/labs/<name>/lab.json (written atomically after every step, so
-that ``down`` can undo a half-built lab after a crash) and the CURRENT pointer to the
-most recently brought-up lab. Called by ``lab.py``, ``topology.py`` and ``daemons.py``.
+that ``down`` can undo a half-built lab after a crash) and where the lab's PKI lives
+(``pki/``, made by ``daemons.ensure_pki``). Which lab clusterctl talks to is no business
+of the lab's: ``lab up`` adds a context (clusterctl.contexts). Called by ``lab.py``,
+``topology.py`` and ``daemons.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from berth.etcd import Etcd3Client
+from berth.tls import TlsSettings
 from clusterctl.lab.errors import LabError, LabNameError
 from clusterctl.lab.process import is_ours
 
@@ -52,6 +56,10 @@ def validate(name: str, hosts: int = 1) -> None:
 
 def lab_dir(name: str) -> Path:
     return LABS_DIR / name
+
+
+def pki_dir(name: str) -> Path:
+    return lab_dir(name) / "pki"
 
 
 def run_dir(name: str) -> Path:
@@ -149,10 +157,22 @@ class LabInfo:
     state_dir: Path
     pids: Mapping[str, int]   # role ("etcd", "controller", "agent-h1") -> pid
     alive: Mapping[str, bool]  # role -> the recorded process still runs
+    pki: Path                 # the lab's PKI dir: ca.crt, admin.crt/.key, node-h1.crt/.key...
 
     @property
     def running(self) -> bool:
         return bool(self.alive) and all(self.alive.values())
+
+    def tls(self, stem: str = "admin") -> TlsSettings:
+        """The CA and identity ``stem`` (admin, controller, node-h1) of the lab's PKI."""
+        return TlsSettings(str(self.pki / "ca.crt"), str(self.pki / f"{stem}.crt"),
+                           str(self.pki / f"{stem}.key"))
+
+    def etcd_client(self, stem: str = "admin", timeout: float = 5.0) -> Etcd3Client:
+        """A client of the lab's etcd (TLS, client certificate ``stem``; admin by default)."""
+        tls = self.tls(stem)
+        return Etcd3Client(self.etcd, ca_cert=tls.ca, cert_cert=tls.cert, cert_key=tls.key,
+                           timeout=timeout)
 
 
 def info_of(state: LabState) -> LabInfo:
@@ -190,6 +210,7 @@ def info_of(state: LabState) -> LabInfo:
         state_dir=lab_dir(state.name),
         pids={role: p.pid for role, p in state.processes.items()},
         alive=alive,
+        pki=pki_dir(state.name),
     )
 
 
@@ -232,23 +253,6 @@ def all_states() -> list[LabState]:
             if state is not None:
                 states.append(state)
     return states
-
-
-def set_current(name: str) -> None:
-    _write_atomic(LABS_DIR / "CURRENT", f"{name}\n".encode())
-
-
-def get_current() -> str | None:
-    try:
-        name = (LABS_DIR / "CURRENT").read_text().strip()
-    except FileNotFoundError:
-        return None
-    return name if _NAME_RE.fullmatch(name) else None
-
-
-def clear_current(name: str) -> None:
-    if get_current() == name:
-        (LABS_DIR / "CURRENT").unlink(missing_ok=True)
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from berth.etcd import Etcd3Client
+
 BIN = Path(sys.executable).parent
 
 
@@ -28,7 +30,15 @@ class Lab:
         return str(self.info["controller"])
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "BERTH_CONTROLLER": self.controller}
+        """clusterctl's environment: this lab's context (``lab up`` added it), over mTLS."""
+        env = {k: v for k, v in os.environ.items() if k != "BERTH_CONTROLLER"}
+        return {**env, "BERTH_CONTEXT": self.name}
+
+    def etcd(self, stem: str = "admin") -> Etcd3Client:
+        """A client of the lab's etcd with certificate ``stem`` of the lab's PKI."""
+        pki = Path(str(self.info["pki"]))
+        return Etcd3Client(str(self.info["etcd"]), ca_cert=str(pki / "ca.crt"),
+                           cert_cert=str(pki / f"{stem}.crt"), cert_key=str(pki / f"{stem}.key"))
 
     def ctl(
         self, *args: str, check: bool = True, timeout: float = 240

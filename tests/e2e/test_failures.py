@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from berth import keyspace
-from berth.etcd import Etcd3Client
 from berth.records import ContainerStatus
 from tests.e2e.conftest import BIN, Lab, wait_until
 
@@ -67,14 +66,14 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-async def _etcd_put(endpoint: str, items: dict[str, bytes]) -> None:
-    async with Etcd3Client(endpoint) as etcd:
+async def _etcd_put(lab: Lab, items: dict[str, bytes]) -> None:
+    async with lab.etcd() as etcd:
         for key, value in items.items():
             await etcd.put(key, value)
 
 
-async def _etcd_get(endpoint: str, key: str) -> bytes | None:
-    async with Etcd3Client(endpoint) as etcd:
+async def _etcd_get(lab: Lab, key: str) -> bytes | None:
+    async with lab.etcd() as etcd:
         value, _ = await etcd.get(key)
         return value
 
@@ -92,10 +91,9 @@ def test_dead_agent_exec_and_logs_exit_125_naming_the_node(lab: Lab) -> None:
 
 
 def test_poison_pills_are_invalid_and_survive_restarts(lab: Lab, tmp_path: Path) -> None:
-    etcd = lab.info["etcd"]
     _kill(lab, "agent-h1")
     _kill(lab, "controller")
-    asyncio.run(_etcd_put(etcd, {
+    asyncio.run(_etcd_put(lab, {
         keyspace.desired("Service", "junk"): b"{not json",
         keyspace.desired("Service", "neg"): SCHEMA_INVALID,
         keyspace.assign("h1", "stray-1"): b"\xff garbage",
@@ -110,7 +108,7 @@ def test_poison_pills_are_invalid_and_survive_restarts(lab: Lab, tmp_path: Path)
     assert rows["stray-1"]["state"] == "invalid"
     assert rows["stray-1"]["invalid"].startswith("assignment: Invalid JSON")
     # The agent itself reported it, once, and did not try to run it.
-    raw = asyncio.run(_etcd_get(etcd, keyspace.status("stray-1")))
+    raw = asyncio.run(_etcd_get(lab, keyspace.status("stray-1")))
     assert raw is not None
     status = ContainerStatus.loads(raw)
     assert (status.state, status.node) == ("invalid", "h1")

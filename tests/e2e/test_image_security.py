@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from berth.etcd import Etcd3Client
 from tests.e2e.conftest import Lab
 from tests.imagecraft import config_for, docker_files, tar_bytes, write
 
@@ -29,7 +28,7 @@ def lab(lab_factory: Callable[[int], Lab]) -> Iterator[Lab]:
 
 def _image_keys(lab: Lab) -> list[str]:
     async def keys() -> list[str]:
-        async with Etcd3Client(lab.info["etcd"]) as etcd:
+        async with lab.etcd() as etcd:
             listing = await etcd.get_prefix("/berth/images/")
             return [meta.key for _, meta in listing.items]
     return asyncio.run(keys())

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from berth.etcd import Etcd3Client
 from tests.e2e.conftest import Lab, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -141,10 +140,10 @@ def test_networks_are_isolated(lab: Lab) -> None:
     assert not pings(lab, "web-2", rows["db-1"]["networks"]["othernet"]["ip"])
 
 
-async def _ipam_and_assignments(endpoint: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+async def _ipam_and_assignments(lab: Lab) -> tuple[list[tuple[str, str]], dict[str, str]]:
     from berth.records import ContainerSpec
 
-    async with Etcd3Client(endpoint) as etcd:
+    async with lab.etcd() as etcd:
         ipam = await etcd.get_prefix("/berth/ipam/")
         assigned = await etcd.get_prefix("/berth/assign/")
     # <net>/<ip>, or <net>/<node>/<ip> for node-local networks (the gateway bridge).
@@ -168,7 +167,7 @@ def test_agent_restart_keeps_pings_and_leaks_nothing(lab: Lab) -> None:
     assert {n: after[n]["pid"] for n in WEB} == {n: before[n]["pid"] for n in WEB}
     for src, dst in itertools.permutations(WEB, 2):
         reaches(lab, src, dst)
-    allocations, by_container = asyncio.run(_ipam_and_assignments(lab.info["etcd"]))
+    allocations, by_container = asyncio.run(_ipam_and_assignments(lab))
     ips = [key for key, _ in allocations]
     assert len(ips) == len(set(ips))
     # Every allocation belongs to an assigned container and vice versa: nothing leaked.
@@ -187,7 +186,7 @@ def test_deleted_replica_stops_resolving_elsewhere(lab: Lab, tmp_path: Path) -> 
         "web-3 stops resolving", lambda: resolve(lab, "web-1", "web-3", "10.42.0.0/24") == []
     )
     assert len(resolve(lab, "web-1", "web", "10.42.0.0/24")) == 2
-    allocations, by_container = asyncio.run(_ipam_and_assignments(lab.info["etcd"]))
+    allocations, by_container = asyncio.run(_ipam_and_assignments(lab))
     assert dict(allocations) == by_container
 
 

@@ -225,12 +225,10 @@ GOOD_FIRST = (
 def _etcd_dump(lab: Lab) -> dict[str, bytes]:
     import asyncio
 
-    from berth.etcd import Etcd3Client
-
     async def dump() -> dict[str, bytes]:
         # Everything the controller writes on apply, directly or through the scheduler.
         found: dict[str, bytes] = {}
-        async with Etcd3Client(lab.info["etcd"]) as etcd:
+        async with lab.etcd() as etcd:
             for prefix in ("desired", "assign", "ipam", "vni", "netstate"):
                 listing = await etcd.get_prefix(f"/berth/{prefix}/")
                 found |= {meta.key: value for value, meta in listing.items}

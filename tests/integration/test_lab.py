@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,13 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from berth.errors import UserError
-from clusterctl import lab
+from berth.tls import channel as tls_channel
+from clusterctl import contexts, lab
 from clusterctl.lab import LabError, LabInfo, cleanup
-from clusterctl.lab.state import get_current, lab_dir, set_current
+from clusterctl.lab.lab import add_context
+from clusterctl.lab.state import lab_dir
 from protos import controller_pb2, controller_pb2_grpc
 from tests import needs
 
@@ -85,26 +87,28 @@ def snapshot() -> dict[str, set[str]]:
 
 def _etcd_health_from_root(info: LabInfo) -> str:
     # An empty ProxyHandler: never route lab traffic through a proxy from the environment.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"http://{info.etcd}/health", timeout=5) as reply:
+    tls = info.tls("admin")
+    context = ssl.create_default_context(cafile=tls.ca)
+    context.load_cert_chain(tls.cert, tls.key)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    with opener.open(f"https://{info.etcd}/health", timeout=5) as reply:
         return str(json.loads(reply.read())["health"])
+
+
+def _curl_etcd(info: LabInfo, netns: str, etcd: str, *, cert: bool = True,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+    """GET etcd's /health from ``netns`` over TLS, with admin's certificate unless not ``cert``."""
+    tls = info.tls("admin")
+    auth = ["--cert", tls.cert, "--key", tls.key] if cert else []
+    return _in_ns(netns, "curl", "-s", "--noproxy", "*", "-m", "5", "--cacert", tls.ca,
+                  *auth, f"https://{etcd}/health", check=check)
 
 
 def _down_quietly(*names: str) -> None:
     for name in names:
         with contextlib.suppress(Exception):
             asyncio.run(lab.down(name))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _keep_current_lab() -> Iterator[None]:
-    # ``up`` makes each test lab the default; give the machine's user theirs back.
-    saved = get_current()
-    try:
-        yield
-    finally:
-        if saved is not None and lab.status(saved):
-            set_current(saved)
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +134,13 @@ def test_hosts_reach_each_other_and_etcd(two_labs: tuple[LabInfo, LabInfo, objec
     ping = _in_ns(h1.netns, "busybox", "ping", "-c", "1", "-W", "2", h2.underlay_ip)
     assert "1 packets received" in ping.stdout
     for host in info.hosts:
-        health = _in_ns(host.netns, "curl", "-s", "--noproxy", "*", "-m", "5",
-                        f"http://{info.etcd}/health")  # fmt: skip
+        health = _curl_etcd(info, host.netns, info.etcd)
         assert json.loads(health.stdout)["health"] == "true"
+    # etcd demands a client certificate, and speaks no plaintext.
+    assert _curl_etcd(info, h1.netns, info.etcd, cert=False, check=False).returncode != 0
+    plain = _in_ns(h1.netns, "curl", "-s", "--noproxy", "*", "-m", "5",
+                   f"http://{info.etcd}/health", check=False)  # fmt: skip
+    assert "true" not in plain.stdout
 
 
 def test_root_reaches_etcd_and_gains_only_the_connected_route(
@@ -231,8 +239,7 @@ def test_two_labs_get_distinct_subnets_and_are_listed(
     assert listed[first.name].running
     assert lab.status(first.name)[0].hosts[1].underlay_ip == first.hosts[1].underlay_ip
     # Labs do not see each other: first's hosts cannot reach second's etcd.
-    probe = _in_ns(first.hosts[0].netns, "curl", "-s", "--noproxy", "*", "-m", "2",
-                   f"http://{second.etcd}/health", check=False)  # fmt: skip
+    probe = _curl_etcd(second, first.hosts[0].netns, second.etcd, check=False)
     assert probe.returncode != 0
 
 
@@ -240,7 +247,9 @@ def test_up_again_restarts_a_killed_process_only() -> None:
     name = _lab_name("r")
     try:
         info = asyncio.run(lab.up(name, 1, _daemons=False))
-        assert lab.current() == lab.status(name)[0]
+        entry = contexts.load().find(name)
+        assert entry is not None and entry.server == info.controller
+        assert entry.cert == str(info.pki / "admin.crt")
         os.kill(info.pids["etcd"], signal.SIGKILL)
         deadline = time.monotonic() + 5
         while lab.status(name)[0].alive["etcd"] and time.monotonic() < deadline:
@@ -257,8 +266,8 @@ def test_up_again_restarts_a_killed_process_only() -> None:
             asyncio.run(lab.up(name, 2, _daemons=False))
     finally:
         _down_quietly(name)
-    after = lab.current()
-    assert after is None or after.name != name
+    cfg = contexts.load()
+    assert cfg.find(name) is None and cfg.current_context != name
 
 
 def _cgroup_root() -> Path:
@@ -374,7 +383,7 @@ def _daemons_installed() -> bool:
 
 async def _controller_call(info: LabInfo, method: str, request: object) -> object:
     options = [("grpc.enable_http_proxy", 0)]
-    async with grpc.aio.insecure_channel(info.controller, options=options) as channel:
+    async with tls_channel(info.controller, info.tls("admin"), options) as channel:
         stub = controller_pb2_grpc.ControllerStub(channel)
         return await getattr(stub, method)(request, timeout=10)
 
@@ -467,22 +476,30 @@ def test_down_removes_running_containers() -> None:
         _down_quietly(name)
 
 
-def test_down_of_another_lab_leaves_the_current_one(
+def test_up_selects_its_context_only_when_none_is_and_down_removes_it(
     two_labs: tuple[LabInfo, LabInfo, object],
 ) -> None:
     first = two_labs[0]
     name = _lab_name("o")
     try:
+        contexts.use(first.name)
         asyncio.run(lab.up(name, 1, _daemons=False))
-        current = lab.current()
-        assert current is not None and current.name == name
-        set_current(first.name)
+        cfg = contexts.load()
+        assert cfg.current_context == first.name        # another lab never takes over
+        assert cfg.find(name) is not None
         asyncio.run(lab.down(name))
-        assert get_current() == first.name
-        current = lab.current()
-        assert current is not None and current.name == first.name
+        cfg = contexts.load()
+        assert (cfg.current_context, cfg.find(name)) == (first.name, None)
+
+        contexts.remove(first.name)                     # nothing selected now
+        contexts.update(lambda c: setattr(c, "current_context", None))
+        asyncio.run(lab.up(name, 1, _daemons=False))
+        assert contexts.load().current_context == name
+        asyncio.run(lab.down(name))
+        assert contexts.load().current_context is None
     finally:
         _down_quietly(name)
+        add_context(first)
 
 
 def _fake_conmon(*args: str) -> subprocess.Popen[bytes]:

@@ -149,7 +149,7 @@ def test_flags_and_daemon_json_keys(tmp_path: Path) -> None:
     cfg = parse([*BASE, "--config", str(daemon)])
     assert cfg.bip is not None and cfg.gwbridge_bip is not None
     assert (str(cfg.bip.cidr), str(cfg.gwbridge_bip.cidr)) == ("10.200.0.1/24", "10.201.0.1/24")
-    assert cfg.gwbridge_bip.source == f"{daemon}: gwbridge-bip"
+    assert cfg.gwbridge_bip.source == f'{daemon}: "gwbridge-bip"'
     assert parse(BASE).bip is None
 
 
@@ -158,7 +158,9 @@ def test_bip_both_as_flag_and_in_file_is_refused(tmp_path: Path) -> None:
     daemon.write_text(json.dumps({"bip": "10.200.0.1/24"}))
     with pytest.raises(UserError) as info:
         parse([*BASE, "--config", str(daemon), "--bip", "10.9.0.1/24"])
-    assert str(info.value) == f"{daemon}: bip: also given as --bip; keep one"
+    assert str(info.value) == (f"{daemon}: the following directives are specified both as a "
+                               f'flag and in the configuration file: "bip" (flag --bip '
+                               f"10.9.0.1/24)")
 
 
 def test_bad_bip_in_daemon_json_names_the_file_and_key(tmp_path: Path) -> None:
@@ -166,4 +168,4 @@ def test_bad_bip_in_daemon_json_names_the_file_and_key(tmp_path: Path) -> None:
     daemon.write_text(json.dumps({"gwbridge-bip": "10.201.0.0/24"}))
     with pytest.raises(UserError, match="network address") as info:
         parse([*BASE, "--config", str(daemon)])
-    assert str(info.value).startswith(f"{daemon}: gwbridge-bip '10.201.0.0/24': ")
+    assert str(info.value).startswith(f"{daemon}: \"gwbridge-bip\" '10.201.0.0/24': ")

@@ -71,7 +71,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_init_makes_the_layout_with_cns_and_private_keys(made: Path) -> None:
     stems = {"ca", "admin", "controller", "node-h1", "node-h2", "etcd-e1"}
-    assert {p.name for p in made.iterdir()} == {f"{s}.{e}" for s in stems for e in ("crt", "key")}
+    assert {p.name for p in made.iterdir()} == {
+        f"{s}.{e}" for s in stems for e in ("crt", "key")} | {"ca.crl"}
     for key in made.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
@@ -181,6 +182,9 @@ def test_revoke_records_the_serial_and_renew_cannot_undo_it(made: Path) -> None:
     doc = json.loads((made / "revoked.json").read_text())
     assert [e["cn"] for e in doc["revoked"]] == ["node:h2"]
     assert pki.revoked_serials(made / "revoked.json") == {serial}
+    crl = x509.load_pem_x509_crl((made / "ca.crl").read_bytes())
+    assert [r.serial_number for r in crl] == [serial]
+    assert crl.is_signature_valid(_cert(made / "ca.crt").public_key())  # type: ignore[arg-type]
     proc = ctl("pki", "renew", str(made), "node-h2")
     assert proc.returncode == 1
     assert "node-h2 is revoked" in proc.stderr
