@@ -106,11 +106,18 @@ class Deployment:
         failed = {m[0]: int(m[4]) + int(m[3]) for m in _RECAP.findall(output)}
         return Recap(done.returncode, changed, failed, output)
 
-    def ctl(self, *args: str, check: bool = True,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """clusterctl against the deployed controller, from inside the namespace."""
+    def ctl(self, *args: str, check: bool = True, timeout: float = 300,
+            admin: bool = True) -> subprocess.CompletedProcess[str]:
+        """clusterctl from inside the namespace: with the admin certificate, through the
+        context the pki role wrote; ``admin=False``: plaintext, no certificate."""
         argv = self.machines.enter(str(BIN / "clusterctl"), *args)
-        env = {**os.environ, "BERTH_CONTROLLER": self.controller}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("BERTH_CONTEXT", "BERTH_CONTROLLER")}
+        if admin:
+            env["BERTH_CONFIG"] = str(self.control / "clusterctl.yaml")
+        else:
+            env["BERTH_CONFIG"] = str(self.control / "no-contexts.yaml")
+            env["BERTH_CONTROLLER"] = self.controller
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                               check=False)
         if check and done.returncode != 0:

@@ -275,7 +275,7 @@ class MachineSet:
         for machine in self.machines:
             try:
                 machine.stop()
-            except Exception as exc:  # noqa: BLE001 - the other machines must still go
+            except Exception as exc:  # the other machines must still go
                 print(f"{machine.name}: stop failed: {exc}", file=sys.stderr)
         for top in _cgroup_roots():
             _kill_cgroup_tree(top / self.cgroup_top)

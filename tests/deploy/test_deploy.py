@@ -8,6 +8,7 @@ a user would see. They need root, systemd-nspawn and the cached tree (scripts/vm
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import shutil
@@ -98,6 +99,9 @@ def test_playbook_deploys_from_scratch(deployment: Deployment, tmp_path: Path) -
 
     wait_until("3 nodes Ready", lambda: deployment.ctl(
         "get", "nodes").stdout.count("Ready") == 3, timeout=120)
+    stranger = deployment.ctl("get", "nodes", admin=False, check=False)
+    assert stranger.returncode != 0, f"the controller served a client without a certificate:" \
+        f"\n{stranger.stdout}"
     tar = build_busybox_image(tmp_path / "busybox.tar")
     deployment.ctl("image", "load", str(tar))
     manifest = tmp_path / "appnet.yaml"
@@ -109,10 +113,12 @@ def test_playbook_deploys_from_scratch(deployment: Deployment, tmp_path: Path) -
 
 
 def test_all_six_ordered_pairs_ping_by_name(deployment: Deployment) -> None:
+    def pings(src: str, dst: str) -> bool:
+        return deployment.ctl("exec", src, "--", "ping", "-c1", "-W2", dst,
+                              check=False).returncode == 0
+
     for src, dst in itertools.permutations(WEB, 2):
-        wait_until(f"{src} pings {dst}", lambda s=src, d=dst: deployment.ctl(
-            "exec", s, "--", "ping", "-c1", "-W2", d, check=False).returncode == 0,
-            timeout=60)
+        wait_until(f"{src} pings {dst}", functools.partial(pings, src, dst), timeout=60)
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
