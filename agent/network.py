@@ -48,7 +48,6 @@ from agent.endpoints import EndpointTable, NetworkPeers, peer_of
 from agent.errors import NetworkUnavailable
 from agent.hooks import ContainerHooks
 from agent.netresults import ResultStore, Stored
-from agent.ownership import delete_own
 from agent.ports import KeyValue
 from agent.runtime.bundle import rewrite_file
 from agent.runtime.containers import Container
@@ -161,7 +160,7 @@ class NetworkManager(ContainerHooks):
     results: ResultStore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.table = EndpointTable(on_change=self.refresh_dns)
+        self.table = EndpointTable(on_change=self.refresh_dns, node=self.node)
         self.results = ResultStore(self.state_dir / "netresults")
 
     def _lock(self, network: str) -> asyncio.Lock:
@@ -327,18 +326,19 @@ class NetworkManager(ContainerHooks):
         key = (att.network, spec.name)
         mine = self._published.get(key)
         if mine is not None and mine[0] == ep:
-            seen = self.table.get(*key)
+            seen = self.table.written(self.node, *key)
             # The mirror may lag our own write; only a newer view that differs counts.
             if seen == ep or self.table.revision < mine[1]:
                 return
-        revision = await self.etcd.put(keyspace.endpoint(*key), ep.dumps())
+        revision = await self.etcd.put(keyspace.endpoint(self.node, *key), ep.dumps())
         self._published[key] = (ep, revision)
 
     async def _unpublish(self, name: str, networks: list[str]) -> None:
         for network in networks:
-            seen = self.table.get(network, name)
-            if (network, name) in self._published or (seen and seen.node == self.node):
-                await delete_own(self.etcd, keyspace.endpoint(network, name), self.node)
+            # Our own key: the same name on another node is under that node's prefix.
+            if ((network, name) in self._published
+                    or self.table.written(self.node, network, name) is not None):
+                await self.etcd.delete(keyspace.endpoint(self.node, network, name))
             self._published.pop((network, name), None)
 
     async def on_stopped(self, spec: ContainerSpec) -> None:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from agent.hooks import ContainerHooks
-from agent.ownership import delete_own, written_by
 from agent.plan import Action, Actual, Step, plan, stale_join
 from agent.ports import ContainerRuntime, KeyValue
 from agent.runtime.containers import Container
@@ -267,8 +266,8 @@ class Reconciler:
         self._backoff.pop(name, None)
         if not keep_status:
             self._refused.pop(name, None)
-            # The container may already run on another node under the same name.
-            await delete_own(self.etcd, keyspace.status(name), self.node)
+            # Our own key: another node running the same name writes under its own prefix.
+            await self.etcd.delete(keyspace.status(self.node, name))
             self._written.pop(name, None)
 
     def _may_try(self, name: str) -> bool:
@@ -320,24 +319,22 @@ class Reconciler:
     async def _write_status(self, status: ContainerStatus) -> None:
         if self._written.get(status.name) == status:
             return
-        await self.etcd.put(keyspace.status(status.name), status.dumps())
+        await self.etcd.put(keyspace.status(self.node, status.name), status.dumps())
         self._written[status.name] = status
 
     async def _delete_orphan_statuses(self, keep: set[str]) -> None:
-        """Drop status keys this node wrote for containers neither assigned nor present.
+        """Drop this node's status keys for containers neither assigned nor present.
 
         The same listing keeps the "already written" cache honest: an entry whose key
-        is gone or now names another node is forgotten, so the next pass rewrites it.
+        is gone is forgotten, so the next pass rewrites it.
         """
-        listing = await self.etcd.get_prefix(keyspace.STATUS)
+        listing = await self.etcd.get_prefix(keyspace.status_prefix(self.node))
         ours: set[str] = set()
-        for value, meta in listing.items:
+        for _value, meta in listing.items:
             name = keyspace.last_segment(meta.key)
-            if not written_by(value, self.node):
-                continue
             ours.add(name)
             if name not in keep:
-                await delete_own(self.etcd, meta.key, self.node)
+                await self.etcd.delete(meta.key)
                 self._written.pop(name, None)
         for name in set(self._written) - ours:
             del self._written[name]

@@ -12,7 +12,8 @@
     └── PermanentError       retrying will not help (runtime refused, image missing)
         ├── NotFoundError    the named object does not exist
         ├── EtcdError        etcd refused a request (berth.etcd.errors)
-        │   └── LeaseLost    a lease expired or was revoked (berth.etcd.errors)
+        │   ├── LeaseLost    a lease expired or was revoked (berth.etcd.errors)
+        │   └── EtcdPermissionDenied  etcd RBAC refused this client's user (berth.etcd.errors)
         ├── NetnsError       a network namespace cannot be opened or entered (berth.netns)
         └── InvalidTransition  a lifecycle change the table forbids (berth.lifecycle)
 

@@ -311,14 +311,17 @@ class _PassWriter:
                 log.info("released %s on %s (held by %s, which has no assignment)",
                          alloc.ip, alloc.network, alloc.container)
         placed = {(a.spec.name, a.node) for a in self._state.assignments}
-        names = {a.spec.name for a in self._state.assignments}
         for ep in self._state.endpoint_keys:
-            if (ep.container, ep.node) in placed or (not ep.node and ep.container in names):
+            if (ep.container, ep.node) in placed:
                 continue
             ok, _ = await self._etcd.transaction([txn.mod(ep.key) == ep.mod_revision],
                                                  [txn.delete(ep.key)])
             if ok:
                 log.info("deleted stale endpoint %s", ep.key)
+        for key, revision in sorted(self._state.stray_keys.items()):
+            ok, _ = await self._etcd.transaction([txn.mod(key) == revision], [txn.delete(key)])
+            if ok:
+                log.info("deleted %s: not a per-node status or endpoint key", key)
 
 
 def _log_failure(exc: Exception, failures: int, delay: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from berth import keyspace
 from berth.errors import ManifestError
 from berth.etcd import KeyValue, Listing, txn
 from berth.manifest import NetworkDocument, ServiceDocument, parse_document
-from berth.records import ContainerSpec, ContainerStatus, Endpoint, NodeRecord, load_error
+from berth.records import ContainerSpec, ContainerStatus, NodeRecord, load_error
 from controller.ipam import Allocation, parse_allocations
 from controller.placement import Assignment, DesiredService
 from controller.vni import VniTable
@@ -46,14 +47,14 @@ _PREFIXES = (
 class EndpointKey:
     """One /berth/endpoints key as read: enough to collect it when its container is gone."""
 
+    node: str           # from the key: the writer's own prefix
     network: str
     container: str
-    node: str           # "" when the record does not parse
     mod_revision: int
 
     @property
     def key(self) -> str:
-        return keyspace.endpoint(self.network, self.container)
+        return keyspace.endpoint(self.node, self.network, self.container)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class ClusterState:
     statuses: dict[str, ContainerStatus] = field(default_factory=dict)
     endpoints: Counter[str] = field(default_factory=Counter)   # network -> endpoint count
     endpoint_keys: list[EndpointKey] = field(default_factory=list)
+    # Status and endpoint keys of another shape (the layout before per-node keys): key ->
+    # mod revision; nothing reads them, the scheduler deletes them.
+    stray_keys: dict[str, int] = field(default_factory=dict)
     allocations: list[Allocation] = field(default_factory=list)   # /berth/ipam/
     vnis: VniTable = field(default_factory=VniTable)
     invalid: list[InvalidObject] = field(default_factory=list)
@@ -151,26 +155,52 @@ async def read_state(etcd: KeyValue) -> ClusterState:
                 node)
             continue
         state.assignments.append(Assignment(node, spec, meta.mod_revision))
-    for value, meta in status.items:
-        try:
-            state.statuses[keyspace.last_segment(meta.key)] = ContainerStatus.loads(value)
-        except ValidationError as exc:
-            bad("Container", meta.key, meta.mod_revision, f"status: {load_error(exc)}")
-    for value, meta in endpoints.items:
-        network, _, container = meta.key.removeprefix(keyspace.ENDPOINTS).partition("/")
+    _read_statuses(state, status, bad)
+    for _, meta in endpoints.items:
+        where = keyspace.parse_endpoint(meta.key)
+        if where is None:
+            state.stray_keys[meta.key] = meta.mod_revision
+            continue
+        node, network, container = where
         state.endpoints[network] += 1
-        state.endpoint_keys.append(EndpointKey(network, container, _endpoint_node(value),
-                                               meta.mod_revision))
+        state.endpoint_keys.append(EndpointKey(node, network, container, meta.mod_revision))
     state.allocations.extend(parse_allocations(ipam))
     _report(state.invalid, revisions)
     return replace(state, vnis=VniTable.parse(netstate, vni))
 
 
-def _endpoint_node(value: bytes) -> str:
-    try:
-        return Endpoint.loads(value).node
-    except ValidationError:
-        return ""
+def _read_statuses(
+    state: ClusterState, listing: Listing, bad: Callable[[str, str, int, str, str], None]
+) -> None:
+    """Each container's status as reported by the node it is assigned to.
+
+    Statuses live under their writer's node (/berth/status/<node>/<container>), so a
+    container that moved, or a node that reports a name it was never given, has more
+    than one. The assigned node's copy wins; an unassigned container (being removed)
+    keeps any node's copy so that ``get`` can show it as removing. The key names the
+    node, whatever the record says.
+    """
+    assigned = {a.spec.name: a.node for a in state.assignments}
+    for value, meta in listing.items:
+        where = keyspace.parse_status(meta.key)
+        if where is None:
+            state.stray_keys[meta.key] = meta.mod_revision
+            continue
+        node, name = where
+        home = assigned.get(name)
+        if home is not None and home != node:
+            continue
+        try:
+            status = ContainerStatus.loads(value)
+        except ValidationError as exc:
+            bad("Container", meta.key, meta.mod_revision, f"status: {load_error(exc)}", node)
+            continue
+        if status.name != name or status.node != node:
+            bad("Container", meta.key, meta.mod_revision,
+                f'status: the record names container "{status.name}" on node "{status.node}"',
+                node)
+            continue
+        state.statuses[name] = status
 
 
 def _manifest_reason(exc: ManifestError) -> str:

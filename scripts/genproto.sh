@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 python -m grpc_tools.protoc -I . \
   --python_out=. --pyi_out=. --grpc_python_out=. --mypy_grpc_out=. \
   protos/common.proto protos/netcheck.proto protos/controller.proto protos/agent.proto \
-  protos/etcd/kv.proto protos/etcd/rpc.proto
+  protos/etcd/kv.proto protos/etcd/auth.proto protos/etcd/rpc.proto

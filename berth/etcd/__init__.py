@@ -19,7 +19,7 @@ from berth.etcd.client import (
     PutEvent,
     WatchEvent,
 )
-from berth.etcd.errors import EtcdError, EtcdUnavailable, LeaseLost
+from berth.etcd.errors import EtcdError, EtcdPermissionDenied, EtcdUnavailable, LeaseLost
 from berth.etcd.port import KeyValue
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DeleteEvent",
     "Etcd3Client",
     "EtcdError",
+    "EtcdPermissionDenied",
     "EtcdUnavailable",
     "KVMeta",
     "KeyValue",

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from berth.etcd import txn
-from berth.etcd.errors import EtcdError, from_rpc_error
+from berth.etcd.errors import EtcdError, EtcdUnavailable, from_rpc_error
 from berth.etcd.lease import Lease
 from berth.etcd.model import (
     Compacted,
@@ -73,6 +73,7 @@ class _Stubs:
         self.lease = rpc_pb2_grpc.LeaseStub(channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
         self.cluster = rpc_pb2_grpc.ClusterStub(channel)
+        self.auth = rpc_pb2_grpc.AuthStub(channel)
 
 
 class Etcd3Client:
@@ -143,7 +144,17 @@ class Etcd3Client:
             return await method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             ETCD_ERRORS.labels(exc.code().name).inc()
-            raise from_rpc_error(exc, what) from exc
+            error = from_rpc_error(exc, what)
+            if self._tls and self._cert_cert is None and isinstance(error, EtcdUnavailable):
+                # A TLS handshake refused for want of a certificate looks like a dead server.
+                error = EtcdUnavailable(f"{error} (this client presents no certificate; an "
+                                        "etcd with --client-cert-auth refuses such clients)",
+                                        code=error.code)
+            raise error from exc
+
+    async def auth(self, rpc: str, request: Any, what: str) -> Any:
+        """One call of etcd's Auth service (``rpc`` is its method name); for berth.etcd.rbac."""
+        return await self._unary(getattr(self.stubs.auth, rpc), request, what)
 
     async def status(self) -> dict[str, object]:
         """The member's view: version, leader, raft index/term, db size, store revision."""
@@ -221,7 +232,8 @@ class Etcd3Client:
         get/get_prefix ops and None for put/delete. Build compares and ops with berth.etcd.txn.
         """
         req = txn.txn_request(compare, success, failure)
-        resp: rpc_pb2.TxnResponse = await self._unary(self.stubs.kv.Txn, req, "transaction")
+        what = txn.describe(compare, success, failure)
+        resp: rpc_pb2.TxnResponse = await self._unary(self.stubs.kv.Txn, req, what)
         return resp.succeeded, txn.txn_responses(resp)
 
     async def compact(self, revision: int, *, physical: bool = True) -> None:

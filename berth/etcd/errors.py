@@ -5,7 +5,8 @@
     │   └── EtcdUnavailable      etcd unreachable, timed out or leaderless: retry after ``delay``
     └── PermanentError
         └── EtcdError            etcd refused the request (bad argument, compacted, not found...)
-            └── LeaseLost        the lease expired or was revoked: grant a new one, re-put its keys
+            ├── LeaseLost        the lease expired or was revoked: grant a new one, re-put its keys
+            └── EtcdPermissionDenied  RBAC: this client's user (its certificate CN) may not do it
 
 Every gRPC failure leaves berth.etcd as one of these (``raise ... from`` the grpc error);
 ``code`` keeps the gRPC status so callers can tell e.g. NOT_FOUND apart without string matching.
@@ -55,6 +56,16 @@ class LeaseLost(EtcdError):
         self.lease_id = lease_id
 
 
+class EtcdPermissionDenied(EtcdError):
+    """etcd's RBAC refused the request: the message names the operation and its keys."""
+
+
+# etcd's own words for an auth failure; the gRPC code alone (e.g. FAILED_PRECONDITION for
+# "user name not found") is shared with unrelated errors.
+_AUTH_DETAILS = ("permission denied", "user name is empty", "user name not found",
+                 "invalid auth token", "authentication failed")
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: what tenacity's retry predicates ask."""
     if isinstance(exc, EtcdUnavailable):
@@ -75,6 +86,13 @@ async def from_finished_call(call: Any, what: str) -> EtcdUnavailable | EtcdErro
 def from_status(
     code: grpc.StatusCode, details: str | None, what: str
 ) -> EtcdUnavailable | EtcdError:
+    reason = (details or "").removeprefix("etcdserver: ")
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED) or any(
+        d in reason for d in _AUTH_DETAILS
+    ):
+        return EtcdPermissionDenied(
+            f"etcd refused {what}: {reason or 'permission denied'} "
+            "(the etcd user is the client certificate's CN)", code=code)
     message = f"etcd {what}: {code.name}: {details or 'no details'}"
     if code in TRANSIENT_CODES:
         return EtcdUnavailable(message, code=code)

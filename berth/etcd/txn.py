@@ -212,6 +212,21 @@ def txn_request(
     )
 
 
+def describe(compare: Sequence[object], success: Sequence[object], failure: Sequence[object],
+             *, most: int = 3) -> str:
+    """ "transaction on K1, K2 and 3 more": the keys an error message should name."""
+    keys: list[str] = []
+    for item in (*success, *failure, *compare):
+        key = getattr(item, "key", None)
+        if isinstance(key, str) and key not in keys:
+            keys.append(key)
+    if not keys:
+        return "transaction"
+    shown = ", ".join(keys[:most])
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return f"transaction on {shown}{more}"
+
+
 def txn_responses(resp: rpc_pb2.TxnResponse) -> list[Listing | None]:
     """A Listing for each get/get_prefix op, None for puts and deletes, in op order."""
     out: list[Listing | None] = []

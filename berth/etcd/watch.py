@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from berth.etcd.errors import (
     STREAM_EOF,
     EtcdError,
+    EtcdPermissionDenied,
     EtcdUnavailable,
     from_finished_call,
     from_rpc_error,
@@ -158,6 +159,11 @@ class PrefixWatch:
                 yield await self._relist(resp.compact_revision)
                 raise _Restart
             if resp.canceled:
+                # etcd 3.4 refuses an unpermitted watch as "created" and canceled at once.
+                if "permission denied" in resp.cancel_reason:
+                    raise EtcdPermissionDenied(
+                        f"etcd refused watch {self._prefix}: permission denied "
+                        "(the etcd user is the client certificate's CN)")
                 raise EtcdError(f"etcd canceled watch {self._prefix}: {resp.cancel_reason}")
             for pb in resp.events:
                 event = event_from_pb(pb)

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from berth import grpcopts, pki
 from berth.aio import woken
 from berth.errors import BerthError
-from berth.etcd import Etcd3Client
+from berth.etcd import Etcd3Client, rbac
 from berth.tls import TlsSettings
 from berth.tls import channel as tls_channel
 from clusterctl.lab import process
@@ -212,6 +212,24 @@ async def wait_etcd(state: LabState, within: float) -> None:
             raise _NotYet("etcd has no leader yet")
 
     await _wait(state, ["etcd"], within, "etcd", probe)
+
+
+async def ensure_rbac(state: LabState) -> list[str]:
+    """etcd RBAC on, with a confined user per lab host (berth.etcd.rbac); the changes made.
+
+    Run after etcd answers and before any daemon uses it: the controller and agents then
+    reach etcd as their certificate CNs, and a node can write only its own keys.
+    """
+    tls = tls_of(state, "admin")
+    try:
+        async with Etcd3Client(f"{state.ctl_ip}:{ETCD_PORT}", ca_cert=tls.ca,
+                               cert_cert=tls.cert, cert_key=tls.key) as etcd:
+            changes = await rbac.bootstrap(etcd)
+            for host in state.host_names():
+                changes += await rbac.add_node(etcd, host)
+    except BerthError as exc:
+        raise LabError(f"turning on etcd RBAC: {exc}") from exc
+    return changes
 
 
 def channel(state: LabState) -> grpc.aio.Channel:

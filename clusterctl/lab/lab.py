@@ -116,6 +116,8 @@ async def _converge(
     if daemons.ensure_process(state, "etcd", "ctl", daemons.etcd_argv(state)):
         progress("started etcd")
     await daemons.wait_etcd(state, min(left(), 30.0))
+    if await daemons.ensure_rbac(state):
+        progress(f"etcd RBAC on: users admin, controller and node:<host> for {state.hosts} hosts")
     if not with_daemons:
         return
     if daemons.ensure_process(state, "controller", "ctl", daemons.controller_argv(state)):

@@ -108,7 +108,7 @@ def test_poison_pills_are_invalid_and_survive_restarts(lab: Lab, tmp_path: Path)
     assert rows["stray-1"]["state"] == "invalid"
     assert rows["stray-1"]["invalid"].startswith("assignment: Invalid JSON")
     # The agent itself reported it, once, and did not try to run it.
-    raw = asyncio.run(_etcd_get(lab, keyspace.status("stray-1")))
+    raw = asyncio.run(_etcd_get(lab, keyspace.status("h1", "stray-1")))
     assert raw is not None
     status = ContainerStatus.loads(raw)
     assert (status.state, status.node) == ("invalid", "h1")

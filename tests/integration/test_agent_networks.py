@@ -150,7 +150,8 @@ async def test_overlay_names_resolve_and_implicit_networks_have_none(agent: Agen
 
     # Only the overlay endpoints are published; the implicit networks have no names.
     assert sorted(k for k in agent.kv.data if k.startswith(keyspace.ENDPOINTS)) == [
-        keyspace.endpoint("appnet", "api-1"), keyspace.endpoint("appnet", "api-2")]
+        keyspace.endpoint(agent.nm.node, "appnet", "api-1"),
+        keyspace.endpoint(agent.nm.node, "appnet", "api-2")]
     assert await sh_in(agent.rt, "api-1", "cat /etc/resolv.conf") == (
         "nameserver 127.0.0.11\noptions ndots:0\n")
     code, out = await nslookup(agent, "api-1", "api-2")

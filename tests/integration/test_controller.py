@@ -309,7 +309,7 @@ async def _report(cluster: Cluster, name: str, state: str, generation: int,
     """Write the status an agent on host1 would write for ``name``."""
     status = ContainerStatus(name=name, node="host1", state=state, generation=generation,
                              exit_code=exit_code)
-    await cluster.etcd.put(keyspace.status(name), status.dumps())
+    await cluster.etcd.put(keyspace.status("host1", name), status.dumps())
 
 
 async def _wait(cluster: Cluster, within: float) -> str:
@@ -571,3 +571,21 @@ async def test_daemon_without_etcd_fails_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2     # not the operator's input: berth could not reach etcd
     assert proc.stderr.startswith("berth-controller: etcd ")
     assert "Traceback" not in proc.stderr
+
+
+async def test_only_the_assigned_nodes_status_counts(cluster: Cluster) -> None:
+    """Statuses are per node; another node reporting web-1 must not change what get shows."""
+    await cluster.add_node("host1")
+    await cluster.apply(APP.replace("replicas: 2", "replicas: 1"))
+    await cluster.scheduler.run_pass()
+    await _report(cluster, "web-1", "running", generation=1)
+    rogue = ContainerStatus(name="web-1", node="host2", state="exited", exit_code=9,
+                            generation=1)
+    await cluster.etcd.put(keyspace.status("host2", "web-1"), rogue.dumps())
+    # A forged record under host1's own key, claiming another container, is refused too.
+    forged = ContainerStatus(name="web-9", node="host1", state="running")
+    await cluster.etcd.put(keyspace.status("host1", "web-7"), forged.dumps())
+    ctrs = (await cluster.stub.Get(controller_pb2.GetRequest(kind="containers"))).containers
+    assert sorted((c.name, c.node, c.state, c.exit_code) for c in ctrs) == [
+        ("web-1", "host1", "running", 0), ("web-7", "", "invalid", 0)]
+    assert await _wait(cluster, 5) == ""

@@ -124,7 +124,7 @@ async def test_replicas_get_distinct_addresses_released_on_scale_down_and_delete
     # web-2's node died with its endpoint still published: the controller withdraws it.
     for name in ("web-2", "web-3"):
         spec = specs[name]
-        await cluster.etcd.put(keyspace.endpoint("appnet", name), Endpoint(
+        await cluster.etcd.put(keyspace.endpoint(spec.node, "appnet", name), Endpoint(
             network="appnet", container=name, service="web", node=spec.node,
             ip=spec.networks[0].ip, mac=spec.networks[0].mac, host_ip="192.0.2.10").dumps())
     await cluster.apply(WEB.replace("replicas: 3", "replicas: 1"))
@@ -165,7 +165,10 @@ async def test_missing_vni_is_repaired_and_orphans_collected(cluster: Cluster) -
     await cluster.etcd.delete_prefix(keyspace.NETSTATE)     # as if written by an old controller
     await cluster.etcd.put(keyspace.vni(5000), "gone")
     await cluster.etcd.put(keyspace.ipam("appnet", "10.42.0.77"), "ghost-1")
-    await cluster.etcd.put(keyspace.endpoint("appnet", "ghost-1"), b"{}")
+    await cluster.etcd.put(keyspace.endpoint("host1", "appnet", "ghost-1"), b"{}")
+    # Keys of the layout before per-node keys, left by an older berth: collected too.
+    await cluster.etcd.put(keyspace.ENDPOINTS + "appnet/ghost-2", b"{}")
+    await cluster.etcd.put(keyspace.STATUS + "ghost-2", b"{}")
     await cluster.scheduler.run_pass()
     assert await cluster.under(keyspace.NETSTATE) == {"appnet": "4096"}
     assert await cluster.under(keyspace.VNI) == {"4096": "appnet"}
@@ -174,6 +177,7 @@ async def test_missing_vni_is_repaired_and_orphans_collected(cluster: Cluster) -
     assert await cluster.under(keyspace.IPAM) == {"appnet/10.42.0.2": "web-1",
                                                   GW_KEY: "web-1"}
     assert await cluster.under(keyspace.ENDPOINTS) == {}
+    assert await cluster.under(keyspace.STATUS) == {}
 
 
 async def test_leftover_address_is_reused_and_lost_one_reclaimed(cluster: Cluster) -> None:

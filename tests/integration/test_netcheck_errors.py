@@ -26,7 +26,7 @@ async def _two_containers_on_dead_agents(etcd: Etcd3Client) -> dict[str, str]:
         await etcd.put(keyspace.assign(node, name), ContainerSpec(
             name=name, service="web", node=node, image="busybox:latest",
             networks=(att,)).dumps())
-        await etcd.put(keyspace.status(name), ContainerStatus(
+        await etcd.put(keyspace.status(node, name), ContainerStatus(
             name=name, node=node, state=ContainerState.RUNNING).dumps())
     return agents
 

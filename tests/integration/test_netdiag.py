@@ -148,8 +148,10 @@ def view(topo: Topo, n: int, tmp_path: Path) -> View:
         v.records.set_endpoint("appnet", a.container_name, "web", a.ip)  # type: ignore[arg-type]
         ep = Endpoint(network="appnet", container=a.container_name, service="web",
                       node=f"h{m}", ip=a.ip, mac=a.mac, host_ip=topo.host_ip(m))
-        key = keyspace.endpoint("appnet", a.container_name)
+        key = keyspace.endpoint(f"h{m}", "appnet", a.container_name)
         v.table.apply(PutEvent(key, ep.dumps(), KVMeta(key, m, m, 1, 0)))
+        placed = keyspace.assign(f"h{m}", a.container_name)
+        v.table.apply(PutEvent(placed, b"{}", KVMeta(placed, m, m, 1, 0)))
     return v
 
 

@@ -156,7 +156,7 @@ async def test_joiner_is_recreated_with_its_target(node_rt: Runtime) -> None:
         assert (await rt.state("side-1")).init != first
         out = await sh_in(rt, "side-1", "ip -o -4 addr show eth0")
         assert "10.88.0.6/24" in out and "10.88.0.5/24" not in out
-        status = kv.status("side-1")
+        status = kv.status("side-1", NODE)
         assert status is not None and status.state == "running"
     finally:
         task.cancel()

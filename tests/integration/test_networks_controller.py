@@ -68,7 +68,7 @@ class Cluster:
         await self.etcd.put(keyspace.node(name), record.dumps())
 
     async def report(self, name: str, node: str, state: str = "running") -> None:
-        await self.etcd.put(keyspace.status(name), ContainerStatus(
+        await self.etcd.put(keyspace.status(node, name), ContainerStatus(
             name=name, node=node, state=state).dumps())
 
     async def under(self, prefix: str) -> dict[str, str]:

@@ -90,7 +90,7 @@ async def poisoned(etcd_server: EtcdServer, tmp_path: Path) -> AsyncIterator[Dae
         await etcd.put(keyspace.desired("Service", "neg"), SCHEMA_INVALID)
         await etcd.put(keyspace.desired("Network", "badnet"), b"[]")
         await etcd.put(keyspace.assign("host1", "stray-1"), b"\xff\xfe garbage")
-        await etcd.put(keyspace.status("ghost-1"), b'{"name": "ghost-1"}')
+        await etcd.put(keyspace.status("host1", "ghost-1"), b'{"name": "ghost-1"}')
     daemon = Daemon(etcd_server.endpoint, tmp_path / "state", tmp_path / "controller.log")
     try:
         await daemon.start()

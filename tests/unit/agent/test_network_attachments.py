@@ -229,7 +229,7 @@ async def test_overlay_with_gateway_bridge_resolves_the_overlay_only(
     assert manager.dns.scopes == {"api-1": frozenset({"appnet"})}  # type: ignore[attr-defined]
     assert dns_scope(s) == frozenset({"appnet"})
     await manager.ensure_running(s, ctr)
-    assert sorted(manager.etcd.data) == [keyspace.endpoint("appnet", "api-1")]  # type: ignore[attr-defined]
+    assert sorted(manager.etcd.data) == [keyspace.endpoint(NODE, "appnet", "api-1")]  # type: ignore[attr-defined]
 
 
 def ep(network: str, name: str, node: str, ip: str) -> Endpoint:
@@ -247,8 +247,11 @@ async def test_names_on_a_bridge_network_stay_on_their_node(
              ep("lan", "web-3", "h2", "10.50.0.5"), ep("appnet", "web-1", "h1", "10.42.0.5"),
              ep("appnet", "web-3", "h2", "10.42.0.7"), ep("bridge", "solo-1", "h1", "172.17.0.2")]
     for i, e in enumerate(table):
-        key = keyspace.endpoint(e.network, e.container)
+        key = keyspace.endpoint(e.node, e.network, e.container)
         manager.table.apply(PutEvent(key, e.dumps(), KVMeta(key, 1, i + 2, 1, 0)))
+        # The controller placed the remote ones there: their endpoints count.
+        placed = keyspace.assign(e.node, e.container)
+        manager.table.apply(PutEvent(placed, b"{}", KVMeta(placed, 1, i + 2, 1, 0)))
     await asyncio.sleep(0.05)   # the fake hosts program what they are given
     lan_peers = await manager._hosts["lan"].peers.snapshot()
     assert sorted(p.ip for p in lan_peers) == ["10.50.0.5", "10.50.0.6"]

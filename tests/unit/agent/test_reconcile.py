@@ -74,8 +74,8 @@ class FakeKV:
         await asyncio.Event().wait()
         yield  # type: ignore[misc]
 
-    def status(self, name: str) -> ContainerStatus | None:
-        entry = self.data.get(keyspace.status(name))
+    def status(self, name: str, node: str = NODE) -> ContainerStatus | None:
+        entry = self.data.get(keyspace.status(node, name))
         return ContainerStatus.loads(entry[0]) if entry else None
 
 
@@ -315,10 +315,10 @@ async def test_a_moved_container_keeps_its_new_nodes_status(
     # The scheduler moves web-1 to h2, whose agent reports it before h1 is done.
     await kv.delete(keyspace.assign(NODE, "web-1"))
     moved = ContainerStatus(name="web-1", node="h2", state="running", pid=7)
-    await kv.put(keyspace.status("web-1"), moved.dumps())
+    await kv.put(keyspace.status("h2", "web-1"), moved.dumps())
     await settle(r)
     assert rt.containers == {}
-    assert kv.status("web-1") == moved
+    assert kv.status("web-1") is None and kv.status("web-1", "h2") == moved
 
 
 async def test_status_deleted_behind_our_back_is_written_again(
@@ -327,7 +327,7 @@ async def test_status_deleted_behind_our_back_is_written_again(
     kv, _rt, r = world
     await assign(kv, spec("web-1"))
     await settle(r)
-    await kv.delete(keyspace.status("web-1"))
+    await kv.delete(keyspace.status(NODE, "web-1"))
     await settle(r)
     status = kv.status("web-1")
     assert status is not None and status.state == "running"

@@ -8,7 +8,13 @@ import pytest
 from berth.errors import PermanentError, TemporaryError
 from berth.etcd import txn
 from berth.etcd.client import Etcd3Client
-from berth.etcd.errors import EtcdError, EtcdUnavailable, from_status, is_transient
+from berth.etcd.errors import (
+    EtcdError,
+    EtcdPermissionDenied,
+    EtcdUnavailable,
+    from_status,
+    is_transient,
+)
 from berth.etcd.model import prefix_range_end
 from protos.etcd import rpc_pb2
 
@@ -129,3 +135,30 @@ def test_error_mapping(code: grpc.StatusCode, kind: type[Exception], transient: 
     assert err.code == code
     assert str(err) == f"etcd put /k: {code.name}: etcdserver: boom"
     assert is_transient(err) is transient
+
+
+@pytest.mark.parametrize(
+    ("code", "details"),
+    [
+        (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: user name not found"),
+    ],
+    ids=["denied", "no-user", "removed-user"],
+)
+def test_rbac_refusals_are_one_permission_error_naming_the_operation(
+    code: grpc.StatusCode, details: str
+) -> None:
+    err = from_status(code, details, "put /berth/desired/x")
+    assert isinstance(err, EtcdPermissionDenied) and not is_transient(err)
+    reason = details.removeprefix("etcdserver: ")
+    assert str(err) == (f"etcd refused put /berth/desired/x: {reason} "
+                        "(the etcd user is the client certificate's CN)")
+
+
+def test_a_transaction_is_described_by_its_keys() -> None:
+    assert txn.describe([], [], []) == "transaction"
+    assert txn.describe([txn.mod("/a") == 3], [txn.put("/b", b"x"), txn.delete("/a")], []) == (
+        "transaction on /b, /a")
+    many = [txn.delete(f"/k{i}") for i in range(5)]
+    assert txn.describe([], many, []) == "transaction on /k0, /k1, /k2 and 2 more"
