@@ -88,6 +88,12 @@ def test_playbook_deploys_from_scratch(deployment: Deployment, tmp_path: Path) -
     refused = node1.run("ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
                         "--cacert=/etc/berth/pki/ca.crt --dial-timeout=3s get x")
     assert refused.returncode != 0, "etcd served a client without a certificate"
+    # RBAC (the etcd role's last task): node2's user may not write desired state.
+    intruder = deployment.nodes[1].run(
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+        "--cacert=/etc/berth/pki/ca.crt --cert=/etc/berth/pki/node-node2.crt "
+        "--key=/etc/berth/pki/node-node2.key put /berth/desired/x y 2>&1")
+    assert intruder.returncode != 0 and "permission denied" in intruder.stdout, intruder
 
     # systemd: the controller on node1, an agent on every node.
     assert node1.check("systemctl is-active berth-controller").strip() == "active"
