@@ -135,6 +135,11 @@ class Deployment:
         return {c["id"]: int(c["pid"]) for c in json.loads(out or "[]") or []
                 if c["status"] == "running"}
 
+    def monitor_pids(self, machine: Machine) -> list[int]:
+        """The PIDs of the conmon processes on ``machine`` (one per container)."""
+        out = machine.run("pgrep -x conmon").stdout
+        return sorted(int(p) for p in out.split())
+
     def etcdctl(self, machine: Machine, *args: str) -> str:
         endpoints = ",".join(f"https://{m.ip}:2379" for m in self.nodes)
         pki = "/etc/berth/pki"

@@ -139,12 +139,17 @@ def test_agent_restart_keeps_containers(deployment: Deployment) -> None:
     node2 = deployment.nodes[1]
     before = deployment.container_pids(node2)
     assert before, "node2 runs no container"
+    # The monitors too: a container whose conmon died keeps running but loses its log
+    # and exit code.
+    monitors = deployment.monitor_pids(node2)
+    assert len(monitors) == len(before), monitors
     agent_before = node2.check("systemctl show -p MainPID --value berth-agent").strip()
     node2.check("systemctl restart berth-agent")
     assert node2.check("systemctl is-active berth-agent").strip() == "active"
     agent_after = node2.check("systemctl show -p MainPID --value berth-agent").strip()
     assert agent_after != agent_before, "the agent was not restarted"
     assert deployment.container_pids(node2) == before
+    assert deployment.monitor_pids(node2) == monitors
     wait_until("3 nodes Ready", lambda: deployment.ctl(
         "get", "nodes").stdout.count("Ready") == 3, timeout=120)
     assert deployment.container_pids(node2) == before
@@ -185,6 +190,7 @@ def _source_with_version(dest: Path, version: str) -> Path:
 def test_upgrade_by_playbook_restarts_no_container(deployment: Deployment,
                                                    tmp_path: Path) -> None:
     before = all_container_pids(deployment)
+    monitors = {m.name: deployment.monitor_pids(m) for m in deployment.nodes}
     agents = {m.name: m.check("systemctl show -p MainPID --value berth-agent").strip()
               for m in deployment.nodes}
     source = _source_with_version(tmp_path / "src", "0.1.0.post9")
@@ -200,6 +206,7 @@ def test_upgrade_by_playbook_restarts_no_container(deployment: Deployment,
         restarted = machine.check("systemctl show -p MainPID --value berth-agent").strip()
         assert restarted != agents[machine.name], f"{machine.name}: agent not restarted"
     assert all_container_pids(deployment) == before
+    assert {m.name: deployment.monitor_pids(m) for m in deployment.nodes} == monitors
     wait_until("web-1 pings web-3 after the upgrade", lambda: deployment.ctl(
         "exec", "web-1", "--", "ping", "-c1", "-W2", "web-3", check=False).returncode == 0,
         timeout=120)
