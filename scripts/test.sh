@@ -14,5 +14,5 @@ echo "== ansible-lint"; (cd ansible && ansible-lint --offline --profile producti
 echo "== mypy --strict"; mypy berth agent controller clusterctl netplugins bench
 echo "== import-linter"; lint-imports
 echo "== generated protobuf code is fresh"; sh scripts/check-protos.sh
-# --durations: the slowest tests' times in every run (tests/deploy takes 12-15 minutes).
+# --durations: the slowest tests' times in every run (tests/deploy takes 7.5-14 minutes).
 echo "== pytest"; pytest -p no:cacheprovider --durations=10 "$@" tests
