@@ -4,7 +4,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 PKGS="etcd-server runc conmon iptables nftables iproute2 busybox-static iperf3 dnsutils curl openssl procps util-linux python3-venv python3-dev gcc
-  debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client tcpdump"
+  debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client tcpdump
+  systemd-container"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

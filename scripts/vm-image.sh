@@ -1,22 +1,33 @@
 #!/bin/sh
-# Build, once, the Debian 12 (bookworm, amd64) VM image the VM tests boot (tests/vm/),
+# Build, once, the Debian 12 (bookworm, amd64) machine the VM and deployment tests boot,
 # and print the directory that holds it. Run as root after scripts/install.sh.
 #
-# The directory, /var/cache/berth/vm/<key>/, holds:
-#   rootfs.qcow2   ext4 root filesystem, no partition table (root=/dev/vda); tests boot
-#                  copy-on-write overlays of it, never the image itself
+# One debootstrap tree serves both kinds of test machine: systemd-nspawn boots the
+# directory itself (tests/deploy/, through a per-machine overlay), and qemu boots an ext4
+# image made from the same tree with `mkfs.ext4 -d` (tests/vm/). The directory,
+# /var/cache/berth/vm/<key>/, holds:
+#   tree/          the root filesystem as a directory (never written: nspawn machines get an
+#                  overlayfs on top of it)
+#   rootfs.qcow2   the same tree as an ext4 filesystem, no partition table (root=/dev/vda);
+#                  tests boot copy-on-write overlays of it, never the image itself
 #   vmlinuz, initrd.img   Debian's kernel and initramfs, for qemu -kernel/-initrd
-#   id_ed25519     the root SSH key the image trusts (made here; no password login)
-#   ready          written last: the image is complete
-# <key> hashes this script and the Python requirements baked into the image, so a
-# second run prints the cached directory at once, and a change to either builds anew.
+#   id_ed25519     the root SSH key the machines trust (made here; no password login)
+#   ready          written last: the tree and image are complete
+# <key> hashes this script and the Python requirements baked in, so a second run prints
+# the cached directory at once, and a change to either (the recipe) builds anew.
 #
-# Inside: systemd, openssh-server, python3 with a venv at /opt/berth/venv holding berth's
-# runtime requirements and its pytest plugins (the VM has no network: the wheels are
-# fetched here, on the host, with pip), iproute2, busybox-static, tcpdump, kmod. The
-# kernel is Debian's, with every module (8021q, macvlan, vxlan, ...). At boot,
-# berth-net.service gives each NIC the address the kernel command line names
-# (berth.eth0=10.231.0.11/24; berth.eth1=up for no address): no DHCP, no route out.
+# Inside: systemd, dbus, openssh-server, python3 (with python3-apt for Ansible's apt
+# module) and a venv at /opt/berth/venv holding berth's runtime requirements and its
+# pytest plugins (the machines have no network: the wheels are fetched here, on the host,
+# with pip), iproute2, busybox-static, tcpdump, kmod, and every Debian package the Ansible
+# roles (ansible/) install: etcd-server, etcd-client, runc, conmon, nftables, iptables.
+# The machines have no route out, so the roles' apt tasks must find them present. etcd is
+# installed but not enabled: the etcd role configures and starts it (a fresh Debian machine
+# runs a default etcd after the install; the role copes with both). The kernel is Debian's,
+# with every module (8021q, macvlan, vxlan, ...). At boot, berth-net.service gives each NIC
+# the address the kernel command line names (berth.eth0=10.231.0.11/24; berth.eth1=up for
+# no address), or, in an nspawn machine that shares this host's kernel command line, the
+# same words in /etc/berth-net.conf: no DHCP, no route out.
 set -eu
 script=$(readlink -f "$0")
 cd "$(dirname "$script")/.."
@@ -24,8 +35,10 @@ cd "$(dirname "$script")/.."
 CACHE=${BERTH_VM_CACHE:-/var/cache/berth/vm}
 MIRROR=${BERTH_VM_MIRROR:-http://deb.debian.org/debian}
 PY=.venv/bin/python
-INCLUDE=systemd-sysv,udev,kmod,initramfs-tools,linux-image-amd64,openssh-server,\
-python3,python3-venv,iproute2,busybox-static,tcpdump,procps
+# What the roles install (ansible/roles/common and etcd) is listed here too: see above.
+INCLUDE=systemd-sysv,udev,kmod,initramfs-tools,linux-image-amd64,openssh-server,dbus,\
+python3,python3-venv,python3-apt,iproute2,busybox-static,tcpdump,procps,\
+etcd-server,etcd-client,runc,conmon,nftables,iptables
 
 say() { echo "vm-image: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -117,9 +130,10 @@ UseDNS no
 EOF
 cat >"$root/usr/local/sbin/berth-net" <<'EOF'
 #!/bin/sh
-# NIC addresses from the kernel command line: berth.eth0=10.231.0.11/24, berth.eth1=up.
+# NIC addresses from the kernel command line: berth.eth0=10.231.0.11/24, berth.eth1=up;
+# an nspawn machine shares the host's command line, so it reads /etc/berth-net.conf.
 ip link set lo up
-for word in $(cat /proc/cmdline); do
+for word in $(cat /proc/cmdline /etc/berth-net.conf 2>/dev/null); do
   case $word in
     berth.eth*=*) ;;
     *) continue ;;
@@ -147,6 +161,9 @@ ExecStart=/usr/local/sbin/berth-net
 WantedBy=multi-user.target
 EOF
 in_root systemctl enable -q berth-net.service
+# The etcd role writes /etc/default/etcd and starts etcd; a default single-member etcd at
+# boot would only cost time (much of it under TCG).
+in_root systemctl disable -q etcd.service
 # Nothing to do in a test VM; under TCG every unit costs seconds.
 in_root systemctl mask -q apt-daily.timer apt-daily-upgrade.timer getty@tty1.service \
   getty-static.service e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true
@@ -171,12 +188,13 @@ truncate -s 4G "$work/rootfs.raw"
 mkfs.ext4 -q -F -L berth-root -d "$root" "$work/rootfs.raw"
 qemu-img convert -f raw -O qcow2 "$work/rootfs.raw" "$work/image/rootfs.qcow2"
 rm -f "$work/rootfs.raw"
+mv "$root" "$work/image/tree"     # the same tree, for nspawn
 mv "$work/id_ed25519" "$work/id_ed25519.pub" "$work/image/"
 printf 'key %s\nkernel %s\nbuilt %s in %ss\n' "$key" "$(basename "$kernel")" \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(($(date +%s) - start))" >"$work/image/ready"
 rm -rf "$out"
 mv "$work/image" "$out"
-# Images of other versions of this script nobody used for two weeks (about 800 MB each),
+# Images of other versions of this script nobody used for two weeks (about 2 GB each: the tree and its image),
 # and what killed builds left.
 find "$CACHE" -mindepth 2 -maxdepth 2 -name ready -mtime +14 | while read -r old; do
   rm -rf "$(dirname "$old")"
