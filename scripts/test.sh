@@ -11,6 +11,8 @@ sh scripts/install.sh
 echo "== VM image and tree for tests/vm and tests/deploy"; sh scripts/vm-image.sh
 echo "== ruff"; ruff check .
 echo "== ansible-lint"; (cd ansible && ansible-lint --offline --profile production)
+echo "== vagrant validate"; (home=$(mktemp -d) && VAGRANT_HOME=$home vagrant validate; rc=$?
+  rm -rf "$home"; exit $rc)
 echo "== mypy --strict"; mypy berth agent controller clusterctl netplugins bench
 echo "== import-linter"; lint-imports
 echo "== generated protobuf code is fresh"; sh scripts/check-protos.sh
