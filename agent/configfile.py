@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from berth import daemonconfig
-from berth.daemonconfig import TlsKeys
+from berth.daemonconfig import CommonKeys, strings
 from berth.manifest_network import MAX_MTU, MIN_MTU
 
 # Docker's label keys: reverse-DNS-ish words; values are any text but a newline.
@@ -84,10 +84,9 @@ def parse_ips(items: list[str]) -> tuple[str, ...]:
     return tuple(items)
 
 
-class AgentFile(TlsKeys):
+class AgentFile(CommonKeys):
     """Every key the agent honours; anything else is refused (berth.daemonconfig)."""
 
-    data_root: str | None = Field(default=None, alias="data-root", min_length=1)
     live_restore: bool | None = Field(default=None, alias="live-restore")
     log_opts: LogOpts | None = Field(default=None, alias="log-opts")
     default_runtime: str | None = Field(default=None, alias="default-runtime", min_length=1)
@@ -97,45 +96,14 @@ class AgentFile(TlsKeys):
     bip: str | None = Field(default=None, min_length=1)
     gwbridge_bip: str | None = Field(default=None, alias="gwbridge-bip", min_length=1)
     labels: dict[str, str] | None = None
-    debug: bool | None = None
-    log_level: str | None = Field(default=None, alias="log-level")
-    hosts: str | None = None
-    max_image_archive_size: int | None = Field(default=None, alias="max-image-archive-size")
-
-    @field_validator("data_root")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r}: expected an absolute path")
-        return value
 
     @field_validator("dns", mode="before")
     @classmethod
     def _dns(cls, value: Any) -> tuple[str, ...]:
-        return parse_ips(_strings(value, "IP addresses"))
+        return parse_ips(strings(value, "IP addresses"))
 
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> dict[str, str]:
-        return parse_labels(_strings(value, '"key=value" labels'))
+        return parse_labels(strings(value, '"key=value" labels'))
 
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        return daemonconfig.level(value)
-
-    @field_validator("hosts", mode="before")
-    @classmethod
-    def _hosts(cls, value: Any) -> str:
-        return daemonconfig.one_host(_strings(value, "tcp://HOST:PORT addresses"))
-
-    @field_validator("max_image_archive_size", mode="before")
-    @classmethod
-    def _archive(cls, value: Any) -> int:
-        return daemonconfig.size_key(value)
-
-
-def _strings(value: Any, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"expected a list of {what}")
-    return value

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from berth.errors import UserError
 
@@ -71,6 +78,46 @@ class TlsKeys(FileModel):
     tlscacert: str | None = Field(default=None, min_length=1)
     tlscert: str | None = Field(default=None, min_length=1)
     tlskey: str | None = Field(default=None, min_length=1)
+
+
+class CommonKeys(TlsKeys):
+    """The keys both daemons take beside TLS: where state goes, logging, the listen
+    address and the image archive bound."""
+
+    data_root: str | None = Field(default=None, alias="data-root", min_length=1)
+    debug: bool | None = None
+    log_level: str | None = Field(default=None, alias="log-level")
+    hosts: str | None = None
+    max_image_archive_size: int | None = Field(default=None, alias="max-image-archive-size")
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r}: expected an absolute path")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        return level(value)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> str:
+        return one_host(strings(value, "tcp://HOST:PORT addresses"))
+
+    @field_validator("max_image_archive_size", mode="before")
+    @classmethod
+    def _archive(cls, value: Any) -> int:
+        return size_key(value)
+
+
+def strings(value: Any, what: str) -> list[str]:
+    """``value`` as a list of strings, or a ValueError naming ``what`` was expected."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of {what}")
+    return value
 
 
 TLS_FLAGS = {"tlsverify": "--tlsverify", "tlscacert": "--tlscacert", "tlscert": "--tlscert",

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from berth import daemonconfig
-from berth.daemonconfig import TlsKeys
+from berth.daemonconfig import CommonKeys
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 from berth.imagelimits import MAX_ARCHIVE_BYTES
@@ -37,41 +36,12 @@ FLAGS = {
 }
 
 
-class ControllerFile(TlsKeys):
+class ControllerFile(CommonKeys):
     """Every key the controller honours; anything else is refused."""
 
-    data_root: str | None = Field(default=None, alias="data-root", min_length=1)
-    debug: bool | None = None
-    log_level: str | None = Field(default=None, alias="log-level")
-    hosts: str | None = None
     max_replicas: int | None = Field(default=None, alias="max-replicas", ge=1, le=1_000_000)
     max_containers_per_node: int | None = Field(default=None, alias="max-containers-per-node",
                                                 ge=1, le=1_000_000)
-    max_image_archive_size: int | None = Field(default=None, alias="max-image-archive-size")
-
-    @field_validator("data_root")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r}: expected an absolute path")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        return daemonconfig.level(value)
-
-    @field_validator("hosts", mode="before")
-    @classmethod
-    def _hosts(cls, value: Any) -> str:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("expected a list of tcp://HOST:PORT addresses")
-        return daemonconfig.one_host(value)
-
-    @field_validator("max_image_archive_size", mode="before")
-    @classmethod
-    def _archive(cls, value: Any) -> int:
-        return daemonconfig.size_key(value)
 
 
 @dataclass(frozen=True)
