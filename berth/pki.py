@@ -257,13 +257,23 @@ def ensure_dir(directory: Path, *, days: int = CA_DAYS) -> bool:
         raise PkiError(f"{directory}: exists and is not a directory")
     if directory.is_dir() and any(directory.iterdir()):
         if is_pki_dir(directory):
+            _ensure_revocation_files(directory)
             return False
         raise PkiError(f"{directory}: not empty and not a berth PKI directory (no ca.crt "
                        "and ca.key); choose an empty or new directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     _make_ca(directory, days)
-    write_crl(directory)
+    _ensure_revocation_files(directory)
     return True
+
+
+def _ensure_revocation_files(directory: Path) -> None:
+    """An empty revoked.json and its CRL when missing, so every node gets both files."""
+    if not (directory / REVOKED).exists():
+        _write_atomic(directory / REVOKED, b'{"revoked": []}\n', 0o644)
+        write_crl(directory)
+    elif not (directory / CRL).exists():
+        write_crl(directory)
 
 
 def issue(directory: Path, ident: Identity, sans: Sequence[San] = (),
@@ -331,6 +341,13 @@ def identities(directory: Path) -> list[Identity]:
         except PkiError:
             continue
     return found
+
+
+def revoked_identities(directory: Path) -> list[Identity]:
+    """Identities whose certificate in ``directory`` is on its revocation list."""
+    revoked = revoked_serials(directory / REVOKED)
+    return [ident for ident in identities(directory)
+            if load_cert(directory / f"{ident.stem}.crt").serial_number in revoked]
 
 
 def expiring(directory: Path, within_days: int) -> list[Identity]:

@@ -3,11 +3,20 @@
 A thin layer over berth.pki: parse the options, call it, print one line per identity.
 Errors are berth.errors.PkiError (a UserError): one line, exit 1, nothing half-written
 (a key is created with O_EXCL before its certificate, and never overwritten).
+
+On a running cluster, ``add-node --etcd`` and ``revoke --etcd`` also make or delete the
+node's etcd user (berth.etcd.rbac), as DIR's admin. A revoked node's open etcd connection
+outlives the CRL (etcd checks it per connection); its user's deletion refuses its next
+request. add-node checks first that it can issue, then changes etcd, then writes the
+files; revoke writes the revocation first (it stands even if etcd is unreachable; a
+second run finishes the job).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,11 +24,16 @@ import typer
 
 from berth import pki
 from berth.errors import PkiError
+from berth.etcd import Etcd3Client, EtcdError, EtcdUnavailable, rbac
 
 pki_app = typer.Typer(no_args_is_help=True, help="Make and manage the cluster's certificates.")
 
 DirArg = Annotated[Path, typer.Argument(help="PKI directory (ca.crt, ca.key, <id>.crt/.key)")]
 DaysOpt = Annotated[int, typer.Option("--days", help="validity of new certificates, in days")]
+EtcdOpt = Annotated[str | None, typer.Option(
+    "--etcd", metavar="HOST:PORT",
+    help="a member of the running cluster's etcd: also add or delete the node's etcd user "
+         "(as DIR's admin certificate)")]
 
 
 def _named(option: str, values: list[str]) -> list[tuple[str, list[pki.San]]]:
@@ -81,10 +95,22 @@ def add_node(
     san: Annotated[list[str], typer.Option(
         "--san", help="IP or DNS name the agent is reached by (repeatable)")] = [],  # noqa: B006
     days: DaysOpt = pki.LEAF_DAYS,
+    etcd: EtcdOpt = None,
 ) -> None:
-    """Make node NAME's agent certificate (CN node:NAME) in an existing PKI directory."""
+    """Make node NAME's agent certificate (CN node:NAME) in an existing PKI directory.
+
+    With --etcd, the node's etcd user and role are made too, confined to its own keys.
+    """
     ident = pki.Identity("node", name)
-    pki.issue(directory, ident, pki.parse_sans(san), days)
+    sans = pki.parse_sans(san)
+    pki.check_days(days)
+    if not pki.is_pki_dir(directory):
+        raise PkiError(f"{directory}: not a berth PKI directory (run clusterctl pki init)")
+    if pki.exists(directory, ident):
+        raise PkiError(f"{ident.stem} exists in {directory}; use renew to re-sign it")
+    if etcd is not None:
+        _etcd_users(directory, etcd, name, rbac.add_node)
+    pki.issue(directory, ident, sans, days)
     typer.echo(f"{ident.stem}: created (CN {ident.cn})")
 
 
@@ -138,14 +164,42 @@ def renew(
 def revoke(
     directory: DirArg,
     name: Annotated[str, typer.Argument(help="node name, or an ID such as node-h2")],
+    etcd: EtcdOpt = None,
 ) -> None:
     """Refuse NAME's certificate from now on (its serial goes into DIR/revoked.json).
 
-    Copy revoked.json next to every daemon's --tlscacert; they re-read it on change.
+    Copy revoked.json next to every daemon's --tlscacert (they re-read it on change) and
+    ca.crl to etcd's --client-crl-file (the playbook does both). With --etcd, a node's
+    etcd user and role are deleted too.
     """
     ident = _identity(name)
+    if etcd is not None and ident.kind != "node":
+        raise PkiError(f"--etcd: only a node has an etcd user of its own, not {ident.stem}")
     serial = pki.revoke(directory, ident)
     typer.echo(f"{ident.stem}: revoked (serial {serial:x}) in {directory / pki.REVOKED}")
+    if etcd is not None and ident.name is not None:
+        _etcd_users(directory, etcd, ident.name, rbac.remove_node)
+
+
+def _etcd_users(directory: Path, endpoint: str, node: str,
+                change: Callable[[Etcd3Client, str], Awaitable[list[str]]]) -> None:
+    """Run one berth.etcd.rbac change for ``node`` as DIR's admin; print what it did."""
+    for stem in ("ca", "admin"):
+        if not (directory / f"{stem}.crt").is_file():
+            raise PkiError(f"--etcd: {directory} has no {stem}.crt to reach etcd with")
+
+    async def run() -> list[str]:
+        async with Etcd3Client(endpoint, ca_cert=str(directory / "ca.crt"),
+                               cert_cert=str(directory / "admin.crt"),
+                               cert_key=str(directory / "admin.key")) as client:
+            return await change(client, node)
+
+    try:
+        changes = asyncio.run(run())
+    except (EtcdError, EtcdUnavailable) as exc:
+        raise PkiError(f"--etcd {endpoint}: {exc}") from exc
+    for line in changes or [f"user {rbac.node_user(node)} was already so"]:
+        typer.echo(f"node-{node}: etcd {line}")
 
 
 @pki_app.command("list")

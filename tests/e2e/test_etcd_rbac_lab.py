@@ -97,3 +97,32 @@ def test_the_cluster_runs_under_its_etcd_users(lab: Lab) -> None:
     assert {p.name for p in logs} >= {"controller.log", "agent-h1.log", "agent-h2.log"}
     for log in logs:
         assert "etcd refused" not in log.read_text(errors="replace"), log
+
+
+def test_pki_add_node_and_revoke_with_etcd_make_and_delete_its_user(lab: Lab) -> None:
+    """``pki add-node --etcd`` gives a new node its confined etcd user; ``pki revoke --etcd``
+    deletes it, so even a connection the node opened before the revocation (which etcd's
+    CRL, checked per connection, would not stop) is refused on its next request."""
+    pki_dir, endpoint = str(lab.info["pki"]), str(lab.info["etcd"])
+    added = lab.ctl("pki", "add-node", pki_dir, "h9", "--san", "10.99.0.9", "--etcd", endpoint)
+    assert "node-h9: etcd added user node:h9" in added.stdout, added.stdout
+    assert "node-h9: created (CN node:h9)" in added.stdout
+
+    async def as_h9_across_the_revocation() -> None:
+        async with lab.etcd("node-h9") as etcd:
+            await etcd.put(keyspace.status("h9", "x"), b"{}")
+            with pytest.raises(EtcdPermissionDenied):
+                await etcd.put(keyspace.status("h1", "x"), b"{}")
+            revoked = await asyncio.to_thread(
+                lab.ctl, "pki", "revoke", pki_dir, "h9", "--etcd", endpoint)
+            assert "node-h9: revoked" in revoked.stdout, revoked.stdout
+            assert "node-h9: etcd deleted user node:h9" in revoked.stdout, revoked.stdout
+            with pytest.raises(EtcdPermissionDenied):
+                await etcd.put(keyspace.status("h9", "x"), b"{}")
+
+    asyncio.run(as_h9_across_the_revocation())
+    # A new connection with the revoked certificate does not get that far.
+    with pytest.raises((EtcdUnavailable, EtcdPermissionDenied)):
+        asyncio.run(_put_as(lab, "node-h9", keyspace.status("h9", "x")))
+    again = lab.ctl("pki", "revoke", pki_dir, "h9", "--etcd", endpoint)
+    assert "node-h9: etcd user node:h9 was already so" in again.stdout, again.stdout

@@ -72,7 +72,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_init_makes_the_layout_with_cns_and_private_keys(made: Path) -> None:
     stems = {"ca", "admin", "controller", "node-h1", "node-h2", "etcd-e1"}
     assert {p.name for p in made.iterdir()} == {
-        f"{s}.{e}" for s in stems for e in ("crt", "key")} | {"ca.crl"}
+        f"{s}.{e}" for s in stems for e in ("crt", "key")} | {"ca.crl", "revoked.json"}
+    assert pki.revoked_serials(made / "revoked.json") == frozenset()
     for key in made.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
@@ -235,3 +236,21 @@ def test_any_san_is_an_address_a_dns_name_or_refused(text: str) -> None:
         assert "\n" not in str(exc)
         return
     assert isinstance(san, x509.IPAddress | x509.DNSName)
+
+
+def test_add_node_with_an_unreachable_etcd_writes_nothing(made: Path) -> None:
+    before = sorted(p.name for p in made.iterdir())
+    proc = ctl("pki", "add-node", str(made), "h7", "--etcd", "127.0.0.1:1")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: --etcd 127.0.0.1:1: "), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(p.name for p in made.iterdir()) == before
+
+
+def test_revoke_with_etcd_refuses_an_identity_without_an_etcd_user(made: Path) -> None:
+    before = (made / "revoked.json").read_bytes()
+    proc = ctl("pki", "revoke", str(made), "controller", "--etcd", "127.0.0.1:1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "Error: --etcd: only a node has an etcd user of its own, not controller")
+    assert (made / "revoked.json").read_bytes() == before
