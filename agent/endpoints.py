@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from agent.ports import KeyValue
 from berth import keyspace
-from berth.etcd import Compacted, DeleteEvent, Listing, PutEvent
+from berth.etcd import DeleteEvent, Listing, PutEvent, follow_prefix
 from berth.records import Endpoint
 from netplugins.contract import Peer
 
@@ -145,15 +145,12 @@ class EndpointTable:
         self, etcd: KeyValue, prefix: str, replace: Callable[[Listing], None]
     ) -> None:
         """List, then watch; a compaction hands us a fresh listing to replace everything."""
-        listing = await etcd.get_prefix(prefix)
-        replace(listing)
-        async for event in etcd.watch_prefix(prefix, start_revision=listing.revision + 1):
-            if isinstance(event, Compacted):
-                replace(event.listing)
-            else:
-                self.apply(event)
-                if prefix == keyspace.ENDPOINTS:
-                    self.revision = max(self.revision, event.meta.mod_revision)
+        def apply(event: PutEvent | DeleteEvent) -> None:
+            self.apply(event)
+            if prefix == keyspace.ENDPOINTS:
+                self.revision = max(self.revision, event.meta.mod_revision)
+
+        await follow_prefix(etcd, prefix, replace, apply)
 
 
 class NetworkPeers:

@@ -204,8 +204,13 @@ async def run(cfg: agent_config.AgentConfig) -> None:
                 _supervised("log rotation", runtime.rotate_logs_forever), name="logrotate"
             ),
             asyncio.create_task(
-                _supervised("node ports", lambda: keep_node_ports(firewall, closed)),
+                _supervised("node ports", lambda: keep_node_ports(firewall)),
                 name="nodeports",
+            ),
+            asyncio.create_task(
+                _supervised("node ports on peers", lambda: nodeports.follow_peers(
+                    etcd, firewall, closed, nodeports.static_peers(cfg))),
+                name="nodeports-peers",
             ),
         ]
         log.info("agent %s serving on %s", cfg.node, cfg.listen)

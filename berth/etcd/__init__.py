@@ -20,6 +20,7 @@ from berth.etcd.client import (
     WatchEvent,
 )
 from berth.etcd.errors import EtcdError, EtcdPermissionDenied, EtcdUnavailable, LeaseLost
+from berth.etcd.mirror import follow_prefix
 from berth.etcd.port import KeyValue
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "Member",
     "PutEvent",
     "WatchEvent",
+    "follow_prefix",
     "txn",
 ]

@@ -14,7 +14,8 @@ Design notes:
 
       admin          etcd's built-in ``root`` role: everything, including this module's work
       controller     read and write under /berth/
-      node:<name>    read /berth/assign/ and /berth/endpoints/ (what agents mirror);
+      node:<name>    read /berth/assign/, /berth/endpoints/ and /berth/nodes/ (what
+                     agents mirror; the nodes' addresses close berth's ports on them);
                      write only /berth/nodes/<name>, /berth/status/<name>/ and
                      /berth/endpoints/<name>/ (berth.keyspace.node_writable)
 
@@ -87,6 +88,7 @@ def node_grants(name: str) -> frozenset[Grant]:
     return frozenset({
         Grant(keyspace.ASSIGN, True, "read"),
         Grant(keyspace.ENDPOINTS, True, "read"),
+        Grant(keyspace.NODES, True, "read"),
         Grant(node_key, False, "readwrite"),
         Grant(status_prefix, True, "readwrite"),
         Grant(endpoints_prefix, True, "readwrite"),

@@ -44,7 +44,8 @@ network leaves the node.
 
 Node ports closed to containers: the owner ``node-ports`` (nodeports.py) drops TCP to
 berth's and etcd's ports, and UDP to the VXLAN port, arriving on any container-facing
-interface, on the input hook of ``table inet berth``. The agent applies it at start and
+interface, on the input hook of ``table inet berth``, and the same to the other hosts of
+the cluster on the forward hook of ``table ip berth``. The agent applies it at start and
 keeps it; it outlives the agent (containers keep running without one), and goes only with
 ``Firewall.remove("node-ports")``. Docker has no such rule: a container on docker0 reaches
 whatever listens on its host's addresses (moby/libnetwork#1151 tells users to add

@@ -31,12 +31,22 @@ input: they are untouched, as are ICMP and every other port.
 Drop, not reject: a container learns nothing about what listens there. Every packet, not
 only ``ct state new``: nothing a node's daemon does answers a container from these ports.
 
+Other nodes. A container's packet to *another* node's berth or etcd port is routed
+through this node and masqueraded: it would arrive there with this node's address, which
+no rule on that node can tell from this node's own agent. And a UDP packet to another
+node's VXLAN port would hand that node a frame for any of its overlay networks, from an
+address it trusts as a VTEP. So the same ports are dropped on the forward hook too
+(``filter-fwd`` of ``table ip berth``), from the same interfaces, to ``peers``: every
+node's underlay address (the agent follows /berth/nodes/) and the hosts of its etcd
+endpoints and controller. Traffic between containers never matches: on a shared bridge
+or overlay it is bridged, not routed, and a container's own address is no node's.
+
 Not covered, on purpose. ``network_mode: host`` (and joins to a host-mode container) is the
 node's own stack: no firewall rule can tell it from the agent, so those ports rely on mTLS
 alone. A macvlan container cannot reach its node through the parent at all; if the LAN
-routes it back, it arrives on the underlay like any other machine, and mTLS answers it.
-Containers reaching *other* nodes' ports leave through masquerade with this node's address;
-mTLS answers those too.
+routes it back, it arrives on the underlay like any other machine, and mTLS answers it;
+the same holds for the other nodes, which its frames reach without passing this node's
+firewall.
 
 Published ports. A container publishing host port 7071 would have its DNAT steal the
 agent's (or etcd's) traffic before input sees it, so the bridge driver refuses to publish
@@ -46,6 +56,8 @@ a reserved port, with one line naming it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,6 +88,7 @@ class NodePorts:
 
     tcp: frozenset[int] = DEFAULT_TCP
     udp: frozenset[int] = DEFAULT_UDP
+    peers: frozenset[str] = frozenset()     # IPv4 addresses of the nodes, etcd, controller
 
     def __post_init__(self) -> None:
         for port in (*self.tcp, *self.udp):
@@ -83,11 +96,19 @@ class NodePorts:
                 raise ValueError(f"not a port number: {port}")
         if not self.tcp:
             raise ValueError("no TCP port to close")
+        for peer in self.peers:
+            # Each one is pasted into an nft rule: only a plain dotted quad gets there.
+            if str(ipaddress.IPv4Address(peer)) != peer:
+                raise ValueError(f"not a plain IPv4 address: {peer!r}")
 
     @classmethod
     def with_tcp(cls, extra: Iterable[int]) -> NodePorts:
         """The defaults plus ``extra`` (the ports this agent was configured with)."""
         return cls(DEFAULT_TCP | frozenset(extra))
+
+    def with_peers(self, peers: Iterable[str]) -> NodePorts:
+        """The same ports, closed on ``peers`` too (forwarded packets to those hosts)."""
+        return dataclasses.replace(self, peers=frozenset(peers))
 
     def reserved(self, port: int, protocol: str) -> bool:
         return port in (self.tcp if protocol == "tcp" else self.udp)
@@ -98,18 +119,25 @@ def _set(items: Iterable[object]) -> str:
 
 
 def node_ports_ruleset(ports: NodePorts) -> Ruleset:
-    """The ``node-ports`` owner: drop TCP/UDP to ``ports`` from containers' interfaces."""
+    """The ``node-ports`` owner: drop TCP/UDP to ``ports`` from containers' interfaces, to
+    this node (input) and, routed through it, to ``ports.peers`` (forward)."""
     ifaces = _set(f'"{name}"' for name in CONTAINER_IFACES)
-    rules = [f"iifname {ifaces} tcp dport {_set(sorted(ports.tcp))} drop"]
+    matches = [f"tcp dport {_set(sorted(ports.tcp))}"]
     if ports.udp:
-        rules.append(f"iifname {ifaces} udp dport {_set(sorted(ports.udp))} drop")
-    return Ruleset(OWNER, (Chain(Base.INPUT, tuple(rules)),))
+        matches.append(f"udp dport {_set(sorted(ports.udp))}")
+    chains = [Chain(Base.INPUT, tuple(f"iifname {ifaces} {m} drop" for m in matches))]
+    if ports.peers:
+        peers = _set(sorted(ports.peers, key=ipaddress.IPv4Address))
+        chains.append(Chain(Base.FILTER_FWD, tuple(
+            f"iifname {ifaces} ip daddr {peers} {m} drop" for m in matches)))
+    return Ruleset(OWNER, tuple(chains))
 
 
-async def keep_node_ports(fw: Firewall, ports: NodePorts,
-                          interval: float = KEEP_INTERVAL) -> None:
-    """Put the rules back whenever someone removed or changed them; until cancelled."""
+async def keep_node_ports(fw: Firewall, interval: float = KEEP_INTERVAL) -> None:
+    """Put the rules the agent last closed (``Firewall.node_ports``) back whenever someone
+    removed or changed them; until cancelled."""
     while True:
         await asyncio.sleep(interval)
-        if await fw.ensure_node_ports(ports):
+        ports = fw.node_ports
+        if ports is not None and await fw.ensure_node_ports(ports):
             log.warning("firewall: the node's ports were open to containers; closed again")

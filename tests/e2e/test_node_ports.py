@@ -2,7 +2,10 @@
 the default network (and ``network_mode: none``), a TCP connect to every berth and etcd port
 on the node's addresses fails, while a published port, the embedded DNS and ping still
 work. Each port has a real listener on every address of the node (the agent's own, or one
-this test starts), so a connect fails because of the rules and for no other reason.
+this test starts), so a connect fails because of the rules and for no other reason. The
+same ports on another node, and the lab's etcd and controller, are closed to them too
+(they would arrive there masqueraded, as from the node itself), while another port on
+that node stays reachable.
 """
 
 from __future__ import annotations
@@ -123,20 +126,46 @@ def targets(lab: Lab) -> Iterator[list[str]]:
     assert "eth0" in names and "berth0" in names, names
     assert len([n for n in names if n.startswith("bb-")]) == 2, names
     found = [f"{addrs[n]}:{port}" for n in names for port in NODE_PORTS]
-    proc = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{host_ns(lab, 'h1')}", sys.executable, WHOAMI,
-         "listen", *found], stdout=subprocess.PIPE, text=True)
+    proc = listening(host_ns(lab, "h1"), found)
     try:
-        assert proc.stdout is not None
-        taken = []
-        for line in proc.stdout:
-            if line.strip() == "ready":
-                break
-            taken.append(line.split()[-1])
         # Only the agent's own ports on the underlay are taken: by the agent itself.
         ip = host_ip(lab, "h1")
-        assert sorted(taken) == [f"{ip}:7071", f"{ip}:9102"], taken
+        assert taken_until_ready(proc) == [f"{ip}:7071", f"{ip}:9102"]
         yield found
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def listening(ns: str, found: list[str]) -> subprocess.Popen[str]:
+    """tests/whoami.py listening on ``found`` in ``ns``; ready once it says so."""
+    return subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", sys.executable, WHOAMI,
+                             "listen", *found], stdout=subprocess.PIPE, text=True)
+
+
+def taken_until_ready(proc: subprocess.Popen[str]) -> list[str]:
+    """The addresses ``listen`` found taken (by their daemons), read until it is ready."""
+    assert proc.stdout is not None
+    taken: list[str] = []
+    for line in proc.stdout:
+        if line.strip() == "ready":
+            return sorted(taken)
+        taken.append(line.split()[-1])
+    raise AssertionError("tests/whoami.py listen ended before it was ready")
+
+
+@pytest.fixture(scope="module")
+def peer_targets(lab: Lab) -> Iterator[tuple[list[str], str]]:
+    """Every node port on h2's underlay address (each with a listener), the lab's etcd and
+    controller; and one more port on h2 that nothing closes, the control."""
+    h2 = host_ip(lab, "h2")
+    found = [f"{h2}:{port}" for port in NODE_PORTS]
+    control = f"{h2}:8088"
+    proc = listening(host_ns(lab, "h2"), [*found, control])
+    try:
+        assert taken_until_ready(proc) == [f"{h2}:7071", f"{h2}:9102"]
+        etcd = str(lab.info["etcd"]).rpartition("://")[2]
+        yield [*found, etcd, lab.controller], control
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
@@ -179,6 +208,14 @@ def test_overlay_container_reaches_its_node_through_the_gateway_bridge(lab: Lab)
 def test_no_node_port_is_reachable_from_a_container(lab: Lab, targets: list[str],
                                                     ctr: str) -> None:
     assert open_from(lab, ctr, targets) == set()
+
+
+@pytest.mark.parametrize("ctr", ["ov-1", "br-1", "plain-1"], ids=["overlay", "bridge",
+                                                                   "default"])
+def test_no_berth_port_of_another_host_is_reachable_through_the_node(
+        lab: Lab, peer_targets: tuple[list[str], str], ctr: str) -> None:
+    closed, control = peer_targets
+    assert open_from(lab, ctr, [*closed, control]) == {control}
 
 
 @pytest.mark.parametrize("ctr", ["ov-1", "br-1", "plain-1"], ids=["overlay", "bridge",

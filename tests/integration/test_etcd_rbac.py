@@ -19,8 +19,9 @@ from typing import Protocol
 import pytest
 
 from agent.endpoints import EndpointTable
+from agent.nodeports import Peers
 from berth import keyspace
-from berth.etcd import Etcd3Client, EtcdPermissionDenied, EtcdUnavailable, rbac
+from berth.etcd import Etcd3Client, EtcdPermissionDenied, EtcdUnavailable, follow_prefix, rbac
 from berth.records import ContainerStatus, Endpoint, NodeRecord
 from protos.etcd import rpc_pb2
 from tests import needs
@@ -214,6 +215,34 @@ async def test_a_node_user_mirrors_assignments_and_endpoints(
             await h2.put(keyspace.endpoint("h2", "appnet", "web-2"), ep.dumps())
         async with asyncio.timeout(10):
             while table.get("appnet", "web-2") != ep:
+                assert not follow.done(), follow
+                await asyncio.sleep(0.05)
+    finally:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        await admin.delete_prefix(keyspace.ROOT)
+
+
+async def test_a_node_user_follows_the_nodes_whose_ports_it_closes(
+    rbac_etcd: Pki, h1: Etcd3Client, admin: Etcd3Client
+) -> None:
+    """What agent/nodeports.py reads, under h1's user: h2's address, and not a hostile one."""
+    peers = Peers(frozenset({"192.0.2.100"}))
+    follow = asyncio.create_task(follow_prefix(h1, keyspace.NODES, peers.replace, peers.apply))
+    try:
+        async with rbac_etcd.client("node:h2") as h2:
+            await h2.put(keyspace.node("h2"), NodeRecord(
+                name="h2", address="192.0.2.2", agent_addr="192.0.2.2:7071").dumps())
+        await admin.put(keyspace.node("h3"), NodeRecord(
+            name="h3", address="192.0.2.3 } accept", agent_addr="x").dumps())
+        async with asyncio.timeout(10):
+            while peers.addresses() != {"192.0.2.100", "192.0.2.2"}:
+                assert not follow.done(), follow
+                await asyncio.sleep(0.05)
+        await admin.delete(keyspace.node("h2"))
+        async with asyncio.timeout(10):
+            while peers.addresses() != {"192.0.2.100"}:
                 assert not follow.done(), follow
                 await asyncio.sleep(0.05)
     finally:

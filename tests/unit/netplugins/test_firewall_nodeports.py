@@ -66,3 +66,28 @@ def test_ruleset_is_one_input_chain_in_the_inet_table() -> None:
             "policy accept; }") in script
     assert "add rule inet berth filter-in jump node-ports.filter-in" in script
     assert "table ip berth" not in script and "table bridge berth" not in script
+
+
+def test_peers_add_the_same_drops_on_the_forward_hook() -> None:
+    rs = node_ports_ruleset(NodePorts().with_peers(["10.0.0.12", "10.0.0.9", "10.0.0.11"]))
+    assert [c.base for c in rs.chains] == [Base.INPUT, Base.FILTER_FWD]
+    ifaces = '{ "berth0", "bb-*", "bo-*" }'
+    peers = "{ 10.0.0.9, 10.0.0.11, 10.0.0.12 }"
+    assert rs.chains[1].rules == (
+        f"iifname {ifaces} ip daddr {peers} tcp dport {{ 2379, 2380, 7071, 7700, 9101, "
+        "9102 } drop",
+        f"iifname {ifaces} ip daddr {peers} udp dport {{ 4789 }} drop",
+    )
+    script = render_apply(rs, TableState())
+    assert "add rule ip berth filter-fwd jump node-ports.filter-fwd" in script
+    # Without peers the forward chain goes (re-applying removes it).
+    assert [c.base for c in node_ports_ruleset(NodePorts()).chains] == [Base.INPUT]
+
+
+@pytest.mark.parametrize("peer", [
+    "10.0.0.1 } accept; add rule ip berth x { drop", "10.0.0.01", "::1", "h2",
+    "10.0.0.0/24", "", " 10.0.0.1",
+])
+def test_a_peer_that_is_not_a_plain_ipv4_address_is_refused(peer: str) -> None:
+    with pytest.raises(ValueError):
+        NodePorts().with_peers([peer])
