@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from agent.configfile import AgentFile, LogOpts, parse_ips, parse_labels
 from agent.implicitnets import GatewaySetting, parse_gateway
-from berth import daemonconfig
+from berth import daemonconfig, keyspace
 from berth.daemonflags import EtcdSettings, add_common, common
 from berth.errors import UserError
 from berth.imagelimits import MAX_ARCHIVE_BYTES
@@ -268,7 +268,8 @@ def parse(argv: list[str] | None = None, default_file: Path | None = None) -> Ag
                if ns.max_image_archive_size is not None
                else data.max_image_archive_size or MAX_ARCHIVE_BYTES)
     return AgentConfig(
-        node=ns.node,
+        # The node name is a segment of etcd keys and the etcd user node:<name>.
+        node=_flag("--node", lambda: keyspace.check_node_name(ns.node)),
         listen=listen,
         etcd=shared.etcd,
         controller=ns.controller,

@@ -128,6 +128,10 @@ def _load(source: str, text: str, limits: Limits | None) -> list[Document]:
     return docs
 
 
+# Where an operator raises the bound: the controller's flag, or its configuration file.
+_SET_BY = '(berth-controller --max-replicas, or "max-replicas" in controller.json)'
+
+
 def _check_limits(source: str, doc: Document, limits: Limits) -> None:
     if not isinstance(doc, ServiceDocument):
         return
@@ -135,13 +139,12 @@ def _check_limits(source: str, doc: Document, limits: Limits) -> None:
     if doc.spec.replicas > limits.max_replicas:
         raise ManifestError(
             f"{where}: spec.replicas: {_show(doc.spec.replicas)} is more than the maximum of "
-            f"{limits.max_replicas} replicas per service (controller flag --max-replicas)")
+            f"{limits.max_replicas} replicas per service {_SET_BY}")
     if len(doc.name) > limits.max_service_name:
         raise ManifestError(
             f"{where}: metadata.name: a service name is at most {limits.max_service_name} "
             f"characters (got {len(doc.name)}): its container names <name>-<replica> must "
-            f"fit in 63 characters with up to {limits.max_replicas} replicas "
-            "(controller flag --max-replicas)")
+            f"fit in 63 characters with up to {limits.max_replicas} replicas {_SET_BY}")
 
 
 def parse_document(kind: str, raw: bytes | str) -> Document:

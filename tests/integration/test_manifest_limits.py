@@ -115,7 +115,8 @@ async def test_a_billion_replicas_are_refused_and_never_reach_etcd(cluster: Clus
     await cluster.apply(NETWORK)
     details = await cluster.refused(SERVICE.replace("replicas: 2", "replicas: 1000000000"))
     assert details == ("app.yaml: Service/web: spec.replicas: 1000000000 is more than the "
-                       "maximum of 100 replicas per service (controller flag --max-replicas)")
+                       "maximum of 100 replicas per service (berth-controller --max-replicas, or "
+                       '"max-replicas" in controller.json)')
 
 
 async def test_configured_max_replicas_applies(small: Cluster) -> None:

@@ -205,3 +205,10 @@ def test_each_key_given_both_ways_is_refused(tmp_path: Path, key: str, value: ob
     with pytest.raises(UserError, match=f'specified both as a flag and in the configuration '
                                         f'file: "{key}" \\(flag {shown} '):
         parse([*BASE, "--config", str(path), *flag])
+
+
+@pytest.mark.parametrize("node", ["../h2", "h1/x", "", "_h", "..", "h" * 64])
+def test_a_node_name_that_is_no_key_segment_is_refused(node: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse([*BASE, "--node", node])
+    assert str(info.value).startswith(f'--node: node name "{node}" must be 1-63 letters')

@@ -104,7 +104,8 @@ def test_scalars_python_cannot_convert_are_one_line(value: str, expected: str) -
 def test_replicas_over_the_limit_are_refused() -> None:
     message = error_of(SERVICE.replace("replicas: 2", "replicas: 1000000000"))
     assert message == ("app.yaml: Service/web: spec.replicas: 1000000000 is more than the "
-                       "maximum of 100 replicas per service (controller flag --max-replicas)")
+                       "maximum of 100 replicas per service (berth-controller --max-replicas, or "
+                       '"max-replicas" in controller.json)')
     assert load_manifest("a", SERVICE.replace("replicas: 2", "replicas: 100"))
     assert "maximum of 5 replicas" in error_of(SERVICE.replace("replicas: 2", "replicas: 6"),
                                                Limits(max_replicas=5))
@@ -121,7 +122,8 @@ def test_service_name_limit_derives_from_max_replicas() -> None:
     assert message == (
         f"app.yaml: Service/{'a' * 63}: metadata.name: a service name is at most 59 "
         "characters (got 63): its container names <name>-<replica> must fit in 63 "
-        "characters with up to 100 replicas (controller flag --max-replicas)")
+        "characters with up to 100 replicas (berth-controller --max-replicas, or "
+        '"max-replicas" in controller.json)')
     assert "at most 59 characters (got 60)" in error_of(named(60))
     assert load_manifest("a", named(61), Limits(max_replicas=9))
     # delete -f passes no limits: what was applied under other limits stays deletable.
