@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -201,27 +201,40 @@ async def test_a_node_user_writes_its_own_status_endpoints_and_leased_node_key(
     assert await admin.get(keyspace.node("h1")) == (None, None)
 
 
+@contextlib.asynccontextmanager
+async def following(mirror: Coroutine[None, None, None], admin: Etcd3Client
+                    ) -> AsyncIterator[Callable[[Callable[[], bool]], Awaitable[None]]]:
+    """Run ``mirror`` (an agent's list-then-watch) as a task; yield ``until(predicate)``,
+    which waits up to 10 s for it to see something. Cancels it and wipes /berth/ after."""
+    task = asyncio.create_task(mirror)
+
+    async def until(seen: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not seen():
+                assert not task.done(), task
+                await asyncio.sleep(0.05)
+
+    try:
+        yield until
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await admin.delete_prefix(keyspace.ROOT)
+
+
 async def test_a_node_user_mirrors_assignments_and_endpoints(
     rbac_etcd: Pki, h1: Etcd3Client, admin: Etcd3Client
 ) -> None:
     """What agent/endpoints.py reads, under h1's user: h2's placed endpoint shows up."""
     table = EndpointTable(lambda: None, node="h1")
-    follow = asyncio.create_task(table.follow(h1))
-    try:
+    async with following(table.follow(h1), admin) as until:
         ep = Endpoint(network="appnet", container="web-2", service="web", node="h2",
                       ip="10.42.0.3", mac="02:42:0a:2a:00:03", host_ip="192.0.2.2")
         await admin.put(keyspace.assign("h2", "web-2"), b"{}")
         async with rbac_etcd.client("node:h2") as h2:
             await h2.put(keyspace.endpoint("h2", "appnet", "web-2"), ep.dumps())
-        async with asyncio.timeout(10):
-            while table.get("appnet", "web-2") != ep:
-                assert not follow.done(), follow
-                await asyncio.sleep(0.05)
-    finally:
-        follow.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follow
-        await admin.delete_prefix(keyspace.ROOT)
+        await until(lambda: table.get("appnet", "web-2") == ep)
 
 
 async def test_a_node_user_follows_the_nodes_whose_ports_it_closes(
@@ -229,27 +242,16 @@ async def test_a_node_user_follows_the_nodes_whose_ports_it_closes(
 ) -> None:
     """What agent/nodeports.py reads, under h1's user: h2's address, and not a hostile one."""
     peers = Peers(frozenset({"192.0.2.100"}))
-    follow = asyncio.create_task(follow_prefix(h1, keyspace.NODES, peers.replace, peers.apply))
-    try:
+    async with following(follow_prefix(h1, keyspace.NODES, peers.replace, peers.apply),
+                         admin) as until:
         async with rbac_etcd.client("node:h2") as h2:
             await h2.put(keyspace.node("h2"), NodeRecord(
                 name="h2", address="192.0.2.2", agent_addr="192.0.2.2:7071").dumps())
         await admin.put(keyspace.node("h3"), NodeRecord(
             name="h3", address="192.0.2.3 } accept", agent_addr="x").dumps())
-        async with asyncio.timeout(10):
-            while peers.addresses() != {"192.0.2.100", "192.0.2.2"}:
-                assert not follow.done(), follow
-                await asyncio.sleep(0.05)
+        await until(lambda: peers.addresses() == {"192.0.2.100", "192.0.2.2"})
         await admin.delete(keyspace.node("h2"))
-        async with asyncio.timeout(10):
-            while peers.addresses() != {"192.0.2.100"}:
-                assert not follow.done(), follow
-                await asyncio.sleep(0.05)
-    finally:
-        follow.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follow
-        await admin.delete_prefix(keyspace.ROOT)
+        await until(lambda: peers.addresses() == {"192.0.2.100"})
 
 
 async def test_the_controller_writes_desired_and_assign_but_nothing_outside_berth(
