@@ -1,6 +1,7 @@
 """Issue 9's must-show on three systemd-nspawn machines: ansible/site.yml deploys berth
 from scratch, then etcd, systemd, overlay pings by name, idempotence, live-restore across
-an agent restart, an etcd member down, and an upgrade that restarts no container.
+an agent restart, an etcd member down, an upgrade that restarts no container, and a
+certificate renewal that restarts only the daemon whose certificate changed.
 
 The tests run in file order on one deployment (tests/deploy/conftest.py); each names what
 a user would see. They need root, systemd-nspawn and the cached tree (scripts/vm-image.sh).
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from berth.busybox import build_busybox_image
 from tests.deploy.control import REPO, Deployment
@@ -210,3 +212,49 @@ def test_upgrade_by_playbook_restarts_no_container(deployment: Deployment,
     wait_until("web-1 pings web-3 after the upgrade", lambda: deployment.ctl(
         "exec", "web-1", "--", "ping", "-c1", "-W2", "web-3", check=False).returncode == 0,
         timeout=120)
+
+
+def served_serial(deployment: Deployment, address: str) -> int:
+    """The serial of the certificate the TLS server at ``address`` presents (openssl from
+    the control side, with the admin identity, as clusterctl would connect)."""
+    pki = deployment.pki
+    hello = subprocess.run(deployment.machines.enter(
+        "openssl", "s_client", "-connect", address, "-CAfile", str(pki / "ca.crt"),
+        "-cert", str(pki / "admin.crt"), "-key", str(pki / "admin.key")),
+        input="", capture_output=True, text=True, timeout=60, check=False)
+    shown = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hello.stdout,
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert shown.returncode == 0, f"no certificate from {address}:\n{hello.stderr[-2000:]}"
+    return int(shown.stdout.strip().partition("=")[2], 16)
+
+
+def test_renewal_by_playbook_restarts_only_the_renewed_agent(deployment: Deployment) -> None:
+    """``clusterctl pki renew`` on the control machine, then the playbook: node2's agent
+    (and nothing else) restarts and serves the new certificate; no container restarts."""
+    node2 = deployment.nodes[1]
+    address = f"{node2.ip}:7071"
+    old = served_serial(deployment, address)
+    before = all_container_pids(deployment)
+    daemons = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
+               for m in deployment.nodes}
+    renewed = deployment.ctl("pki", "renew", str(deployment.pki), "node-node2")
+    assert "node-node2: renewed" in renewed.stdout, renewed.stdout
+    new = x509.load_pem_x509_certificate(
+        (deployment.pki / "node-node2.crt").read_bytes()).serial_number
+    assert new != old
+    recap = deployment.playbook()
+    print(f"renewal playbook run: {recap.describe()}")
+    assert_ok(recap.output, recap.returncode)
+    assert recap.changed["node2"] > 0 and recap.changed["node1"] == recap.changed["node3"] == 0, \
+        recap.output[-6000:]
+    after = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
+             for m in deployment.nodes}
+    assert after["node2"][0] != daemons["node2"][0], "node2's agent was not restarted"
+    assert after["node2"][1] == daemons["node2"][1], "etcd was restarted for an agent's cert"
+    assert {n: after[n] for n in ("node1", "node3")} == \
+        {n: daemons[n] for n in ("node1", "node3")}
+    wait_until("node2's agent serves its renewed certificate",
+               lambda: served_serial(deployment, address) == new, timeout=120)
+    assert all_container_pids(deployment) == before
+    wait_until("3 nodes Ready", lambda: deployment.ctl(
+        "get", "nodes").stdout.count("Ready") == 3, timeout=120)
