@@ -181,7 +181,8 @@ async def run(cfg: agent_config.AgentConfig) -> None:
         # Before anything listens or any container runs: berth's and etcd's ports are
         # closed to containers (netplugins.firewall.nodeports); the rules outlive the agent.
         firewall, closed = network.ctx.firewall, nodeports.node_ports(cfg)
-        await firewall.ensure_node_ports(closed)
+        static_peers = nodeports.static_peers(cfg)
+        await firewall.ensure_node_ports(closed.with_peers(static_peers))
         log.info("closed to containers: tcp %s, udp %s", sorted(closed.tcp), sorted(closed.udp))
         await network.remove_stale()
         server = await _serve(cfg, runtime, network)
@@ -209,7 +210,7 @@ async def run(cfg: agent_config.AgentConfig) -> None:
             ),
             asyncio.create_task(
                 _supervised("node ports on peers", lambda: nodeports.follow_peers(
-                    etcd, firewall, closed, nodeports.static_peers(cfg))),
+                    etcd, firewall, closed, static_peers)),
                 name="nodeports-peers",
             ),
         ]

@@ -125,12 +125,16 @@ def node_ports_ruleset(ports: NodePorts) -> Ruleset:
     matches = [f"tcp dport {_set(sorted(ports.tcp))}"]
     if ports.udp:
         matches.append(f"udp dport {_set(sorted(ports.udp))}")
-    chains = [Chain(Base.INPUT, tuple(f"iifname {ifaces} {m} drop" for m in matches))]
+    forward: tuple[str, ...] = ()
     if ports.peers:
         peers = _set(sorted(ports.peers, key=ipaddress.IPv4Address))
-        chains.append(Chain(Base.FILTER_FWD, tuple(
-            f"iifname {ifaces} ip daddr {peers} {m} drop" for m in matches)))
-    return Ruleset(OWNER, tuple(chains))
+        forward = tuple(f"iifname {ifaces} ip daddr {peers} {m} drop" for m in matches)
+    # The forward chain exists even while it is empty: a restarted agent, which knows
+    # the peers only once it has listed the nodes, refills it in place, so the table it
+    # leaves is the one it found.
+    return Ruleset(OWNER, (
+        Chain(Base.INPUT, tuple(f"iifname {ifaces} {m} drop" for m in matches)),
+        Chain(Base.FILTER_FWD, forward)))
 
 
 async def keep_node_ports(fw: Firewall, interval: float = KEEP_INTERVAL) -> None:

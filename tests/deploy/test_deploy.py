@@ -172,6 +172,53 @@ def test_one_etcd_member_down_still_serves_applies(deployment: Deployment,
         deployment.nodes[0], "endpoint", "health").count("is healthy") == 3, timeout=120)
 
 
+def served_serial(deployment: Deployment, address: str) -> int:
+    """The serial of the certificate the TLS server at ``address`` presents (openssl from
+    the control side, with the admin identity, as clusterctl would connect)."""
+    pki = deployment.pki
+    hello = subprocess.run(deployment.machines.enter(
+        "openssl", "s_client", "-connect", address, "-CAfile", str(pki / "ca.crt"),
+        "-cert", str(pki / "admin.crt"), "-key", str(pki / "admin.key")),
+        input="", capture_output=True, text=True, timeout=60, check=False)
+    shown = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hello.stdout,
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert shown.returncode == 0, f"no certificate from {address}:\n{hello.stderr[-2000:]}"
+    return int(shown.stdout.strip().partition("=")[2], 16)
+
+
+def test_renewal_by_playbook_restarts_only_the_renewed_agent(deployment: Deployment) -> None:
+    """``clusterctl pki renew`` on the control machine, then the playbook: node2's agent
+    (and nothing else) restarts and serves the new certificate; no container restarts.
+    (Before the upgrade test, whose newer wheel a later run would take back.)"""
+    node2 = deployment.nodes[1]
+    address = f"{node2.ip}:7071"
+    old = served_serial(deployment, address)
+    before = all_container_pids(deployment)
+    daemons = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
+               for m in deployment.nodes}
+    renewed = deployment.ctl("pki", "renew", str(deployment.pki), "node-node2")
+    assert "node-node2: renewed" in renewed.stdout, renewed.stdout
+    new = x509.load_pem_x509_certificate(
+        (deployment.pki / "node-node2.crt").read_bytes()).serial_number
+    assert new != old
+    recap = deployment.playbook()
+    print(f"renewal playbook run: {recap.describe()}")
+    assert_ok(recap.output, recap.returncode)
+    assert recap.changed["node2"] > 0 and recap.changed["node1"] == recap.changed["node3"] == 0, \
+        recap.output[-6000:]
+    after = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
+             for m in deployment.nodes}
+    assert after["node2"][0] != daemons["node2"][0], "node2's agent was not restarted"
+    assert after["node2"][1] == daemons["node2"][1], "etcd was restarted for an agent's cert"
+    assert {n: after[n] for n in ("node1", "node3")} == \
+        {n: daemons[n] for n in ("node1", "node3")}
+    wait_until("node2's agent serves its renewed certificate",
+               lambda: served_serial(deployment, address) == new, timeout=120)
+    assert all_container_pids(deployment) == before
+    wait_until("3 nodes Ready", lambda: deployment.ctl(
+        "get", "nodes").stdout.count("Ready") == 3, timeout=120)
+
+
 def _source_with_version(dest: Path, version: str) -> Path:
     """This working tree (files git sees), with pyproject's version set to ``version``."""
     names = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
@@ -213,48 +260,3 @@ def test_upgrade_by_playbook_restarts_no_container(deployment: Deployment,
         "exec", "web-1", "--", "ping", "-c1", "-W2", "web-3", check=False).returncode == 0,
         timeout=120)
 
-
-def served_serial(deployment: Deployment, address: str) -> int:
-    """The serial of the certificate the TLS server at ``address`` presents (openssl from
-    the control side, with the admin identity, as clusterctl would connect)."""
-    pki = deployment.pki
-    hello = subprocess.run(deployment.machines.enter(
-        "openssl", "s_client", "-connect", address, "-CAfile", str(pki / "ca.crt"),
-        "-cert", str(pki / "admin.crt"), "-key", str(pki / "admin.key")),
-        input="", capture_output=True, text=True, timeout=60, check=False)
-    shown = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hello.stdout,
-                           capture_output=True, text=True, timeout=30, check=False)
-    assert shown.returncode == 0, f"no certificate from {address}:\n{hello.stderr[-2000:]}"
-    return int(shown.stdout.strip().partition("=")[2], 16)
-
-
-def test_renewal_by_playbook_restarts_only_the_renewed_agent(deployment: Deployment) -> None:
-    """``clusterctl pki renew`` on the control machine, then the playbook: node2's agent
-    (and nothing else) restarts and serves the new certificate; no container restarts."""
-    node2 = deployment.nodes[1]
-    address = f"{node2.ip}:7071"
-    old = served_serial(deployment, address)
-    before = all_container_pids(deployment)
-    daemons = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
-               for m in deployment.nodes}
-    renewed = deployment.ctl("pki", "renew", str(deployment.pki), "node-node2")
-    assert "node-node2: renewed" in renewed.stdout, renewed.stdout
-    new = x509.load_pem_x509_certificate(
-        (deployment.pki / "node-node2.crt").read_bytes()).serial_number
-    assert new != old
-    recap = deployment.playbook()
-    print(f"renewal playbook run: {recap.describe()}")
-    assert_ok(recap.output, recap.returncode)
-    assert recap.changed["node2"] > 0 and recap.changed["node1"] == recap.changed["node3"] == 0, \
-        recap.output[-6000:]
-    after = {m.name: m.check("systemctl show -p MainPID --value berth-agent etcd").split()
-             for m in deployment.nodes}
-    assert after["node2"][0] != daemons["node2"][0], "node2's agent was not restarted"
-    assert after["node2"][1] == daemons["node2"][1], "etcd was restarted for an agent's cert"
-    assert {n: after[n] for n in ("node1", "node3")} == \
-        {n: daemons[n] for n in ("node1", "node3")}
-    wait_until("node2's agent serves its renewed certificate",
-               lambda: served_serial(deployment, address) == new, timeout=120)
-    assert all_container_pids(deployment) == before
-    wait_until("3 nodes Ready", lambda: deployment.ctl(
-        "get", "nodes").stdout.count("Ready") == 3, timeout=120)

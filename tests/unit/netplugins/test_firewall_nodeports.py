@@ -51,10 +51,10 @@ def test_bad_port_sets_are_refused(tcp: frozenset[int]) -> None:
         NodePorts(tcp)
 
 
-def test_ruleset_is_one_input_chain_in_the_inet_table() -> None:
+def test_ruleset_is_an_input_chain_in_the_inet_table_and_a_forward_chain() -> None:
     rs = node_ports_ruleset(NodePorts())
     check_owner(OWNER)
-    assert rs.owner == OWNER and [c.base for c in rs.chains] == [Base.INPUT]
+    assert rs.owner == OWNER and [c.base for c in rs.chains] == [Base.INPUT, Base.FILTER_FWD]
     assert rs.chains[0].rules == (
         'iifname { "berth0", "bb-*", "bo-*" } tcp dport { 2379, 2380, 7071, 7700, 9101, '
         "9102 } drop",
@@ -65,7 +65,8 @@ def test_ruleset_is_one_input_chain_in_the_inet_table() -> None:
     assert ("add chain inet berth filter-in { type filter hook input priority 0; "
             "policy accept; }") in script
     assert "add rule inet berth filter-in jump node-ports.filter-in" in script
-    assert "table ip berth" not in script and "table bridge berth" not in script
+    assert "add chain ip berth node-ports.filter-fwd" in script
+    assert "table bridge berth" not in script
 
 
 def test_peers_add_the_same_drops_on_the_forward_hook() -> None:
@@ -80,8 +81,9 @@ def test_peers_add_the_same_drops_on_the_forward_hook() -> None:
     )
     script = render_apply(rs, TableState())
     assert "add rule ip berth filter-fwd jump node-ports.filter-fwd" in script
-    # Without peers the forward chain goes (re-applying removes it).
-    assert [c.base for c in node_ports_ruleset(NodePorts()).chains] == [Base.INPUT]
+    # Without peers the forward chain stays, empty: refilled in place, never re-made.
+    assert [(c.base, c.rules) for c in node_ports_ruleset(NodePorts()).chains][1] == (
+        Base.FILTER_FWD, ())
 
 
 @pytest.mark.parametrize("peer", [
