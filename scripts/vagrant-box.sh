@@ -71,15 +71,27 @@ echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/vagrant"
 chmod 440 "$root/etc/sudoers.d/vagrant"
 
 say "networking"
+# The client id is the MAC, and the lease stays across the restarts of networkd Vagrant
+# makes (hostname, private networks): vagrant-libvirt finds the machine by its lease, and a
+# machine whose lease vanished for a moment reads as "inaccessible".
 cat >"$root/etc/systemd/network/10-mgmt.network" <<'EOF'
 [Match]
 Name=eth0
 
 [Network]
 DHCP=ipv4
+KeepConfiguration=dhcp
+
+[DHCPv4]
+ClientIdentifier=mac
+SendRelease=no
 EOF
 in_root systemctl enable -q systemd-networkd.service
 echo berth-box >"$root/etc/hostname"
+# Every machine made from the box gets a machine id of its own at its first boot (the
+# tree's one, shared, would give the three the same DHCP DUID and journal).
+: >"$root/etc/machine-id"
+ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
 
 say "disk and box"
 mkdir "$work/box"

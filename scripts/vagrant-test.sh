@@ -38,7 +38,7 @@ if [ "${1:-}" = --inside ]; then
     VAGRANT_BOX_UPDATE_CHECK_DISABLE=1 VAGRANT_NO_COLOR=1 \
     BERTH_BOX=berth/debian12 BERTH_VM_ACCEL="${BERTH_VM_ACCEL:-tcg}" \
     BERTH_ANSIBLE_VARS="$tmp/extra-vars.json" BERTH_VAGRANT_CONSOLE_DIR="$tmp/console" \
-    ANSIBLE_NOCOLOR=1 ANSIBLE_LOCAL_TEMP="$tmp/ansible-tmp" \
+    ANSIBLE_NOCOLOR=1 ANSIBLE_LOCAL_TEMP="$tmp/ansible-tmp" ANSIBLE_HOME="$tmp/ansible-home" \
     PATH="$repo/.venv/bin:$PATH"
   result=FAIL
   libvirtd_pid=""
@@ -173,6 +173,11 @@ cleanup() {
   if [ -n "$made_run_libvirt" ]; then rmdir /run/libvirt 2>/dev/null || true; fi
   if [ "${BERTH_VAGRANT_KEEP:-}" = 1 ]; then
     say "kept $tmp"
+  elif [ "$(cat "$tmp/result" 2>/dev/null)" != PASS ]; then
+    # The logs and consoles of a failed run stay; the disks and the box go.
+    rm -rf --one-file-system "$tmp/lib" "$tmp/vagrant.d" "$tmp/control/wheelhouse" \
+      "$tmp/berth-debian12.box"
+    say "logs kept in $tmp"
   else
     rm -rf --one-file-system "$tmp"
   fi
