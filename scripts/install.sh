@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 PKGS="etcd-server runc conmon iptables nftables iproute2 busybox-static iperf3 dnsutils curl openssl procps util-linux python3-venv python3-dev gcc
   debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client tcpdump
-  systemd-container vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients"
+  systemd-container vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
