@@ -4,8 +4,8 @@
 # and systemd, pings by name across the VMs, a second run with changed=0, an agent
 # restart, an etcd member down, an upgrade. Needs root, after scripts/install.sh.
 #
-# The VMs run under TCG unless BERTH_VM_ACCEL says otherwise (auto: KVM if a probe boot
-# succeeds; tests/vm/accel.py). Under TCG it takes 30-60 minutes, so CI does not run it;
+# The VMs use KVM if a probe boot succeeds, else TCG (BERTH_VM_ACCEL: auto, kvm or tcg;
+# tests/vm/accel.py). Under TCG it takes 30-60 minutes, so CI does not run it;
 # docs/deploy.md records a run. Extra arguments go to pytest (e.g. -k ping).
 #
 # Cleanup: the pytest fixture kills every VM it started (by PID) and deletes the VMs'
