@@ -118,6 +118,13 @@ class Deployment:
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "False",
                "ANSIBLE_LOCAL_TEMP": str(self.control / "ansible-tmp"),
+               # SSH's connection sharing names its sockets by address, user and port,
+               # which other namespaces reuse (every set of test machines has a node1 at
+               # <subnet>.11): a shared directory would send one run's tasks down another
+               # run's connection, to another machine. One directory per deployment.
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control / "ssh-cp"),
+               # Written as the playbook goes: where a slow or hung run is.
+               "ANSIBLE_LOG_PATH": str(self.control / "ansible.log"),
                "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         argv = self.machines.enter(
             str(BIN / "ansible-playbook"), "-i", str(self.write_inventory()),
