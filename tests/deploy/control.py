@@ -175,7 +175,10 @@ class Deployment:
     def etcdctl(self, machine: SshMachine, *args: str) -> str:
         endpoints = ",".join(f"https://{m.ip}:2379" for m in self.nodes)
         pki = "/etc/berth/pki"
+        # etcdctl's 5 s command timeout is short for a TLS handshake on a loaded TCG VM.
+        wait = f"{10 * self.patience:.0f}s"
         return machine.check(
-            f"ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={pki}/ca.crt "
+            f"ETCDCTL_API=3 etcdctl --dial-timeout={wait} --command-timeout={wait} "
+            f"--endpoints={endpoints} --cacert={pki}/ca.crt "
             f"--cert={pki}/etcd-{machine.name}.crt --key={pki}/etcd-{machine.name}.key "
             + " ".join(args) + " 2>&1")
