@@ -94,7 +94,7 @@ class SshMachine:
         return self.lan.enter(
             "ssh", "-F", "/dev/null", "-i", str(self.key), "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{self.ip}", command)
+            "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", f"root@{self.ip}", command)
 
     def run(self, command: str, *, stdin: bytes | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
