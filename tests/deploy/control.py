@@ -15,10 +15,12 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from tests.deploy.machines import Machine, MachineSet
+from tests.vm.lan import SshMachine
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -55,14 +57,33 @@ def prefetch_wheelhouse(wheelhouse: Path) -> None:
                    check=True, capture_output=True, text=True, timeout=600)
 
 
-@dataclass
-class Deployment:
-    machines: MachineSet
-    control: Path                          # the control machine's berth_local_dir
-    extra_vars: dict[str, str] = field(default_factory=dict)
+class Fleet(Protocol):
+    """What a deployment needs of its machines: tests/deploy/machines.py's ``MachineSet``
+    (nspawn) and tests/vm/machine.py's ``VmCluster`` (qemu) both offer it."""
 
     @property
-    def nodes(self) -> list[Machine]:
+    def kind(self) -> str: ...
+
+    @property
+    def machines(self) -> Sequence[SshMachine]: ...
+
+    @property
+    def key(self) -> Path: ...
+
+    def enter(self, *argv: str) -> list[str]:
+        """argv run inside the machines' namespace (where br0's control address is)."""
+        ...
+
+
+@dataclass
+class Deployment:
+    machines: Fleet
+    control: Path                          # the control machine's berth_local_dir
+    extra_vars: dict[str, str] = field(default_factory=dict)
+    patience: float = 1.0                  # waits are this many times longer (TCG: slow)
+
+    @property
+    def nodes(self) -> Sequence[SshMachine]:
         return self.machines.machines
 
     @property
@@ -74,8 +95,10 @@ class Deployment:
         return self.control / "pki"
 
     def write_inventory(self) -> Path:
+        """All machines in [berth]; the controller on the first (also in [berth_controller])."""
         lines = ["[berth]"]
         lines += [f"{m.name} ansible_host={m.ip}" for m in self.nodes]
+        lines += ["", "[berth_controller]", self.nodes[0].name]
         lines += ["", "[berth:vars]", "ansible_user=root",
                   f"ansible_ssh_private_key_file={self.machines.key}",
                   "ansible_ssh_common_args='-o StrictHostKeyChecking=no "
@@ -95,13 +118,22 @@ class Deployment:
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "False",
                "ANSIBLE_LOCAL_TEMP": str(self.control / "ansible-tmp"),
+               # SSH's connection sharing names its sockets by address, user and port,
+               # which other namespaces reuse (every set of test machines has a node1 at
+               # <subnet>.11): a shared directory would send one run's tasks down another
+               # run's connection, to another machine. One directory per deployment.
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control / "ssh-cp"),
+               # Written as the playbook goes: where a slow or hung run is.
+               "ANSIBLE_LOG_PATH": str(self.control / "ansible.log"),
                "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         argv = self.machines.enter(
             str(BIN / "ansible-playbook"), "-i", str(self.write_inventory()),
             "-e", f"@{vars_file}", str(REPO / "ansible" / "site.yml"))
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800,
-                              check=False, cwd=REPO / "ansible")
+        done = subprocess.run(argv, capture_output=True, text=True, env=env,
+                              timeout=1800 * self.patience, check=False, cwd=REPO / "ansible")
         output = done.stdout + done.stderr
+        recap = output[output.rfind("PLAY RECAP"):] if "PLAY RECAP" in output else output[-2000:]
+        print(recap.rstrip())          # shown with pytest -s (scripts/vm-test.sh)
         changed = {m[0]: int(m[2]) for m in _RECAP.findall(output)}
         failed = {m[0]: int(m[4]) + int(m[3]) for m in _RECAP.findall(output)}
         return Recap(done.returncode, changed, failed, output)
@@ -129,21 +161,24 @@ class Deployment:
         rows = json.loads(self.ctl("get", "containers", "-o", "json").stdout)
         return {str(r["name"]): r for r in rows}
 
-    def container_pids(self, machine: Machine) -> dict[str, int]:
+    def container_pids(self, machine: SshMachine) -> dict[str, int]:
         """Container id -> init PID, as runc on ``machine`` reports them."""
         out = machine.check("runc --root /run/berth/runc list -f json")
         return {c["id"]: int(c["pid"]) for c in json.loads(out or "[]") or []
                 if c["status"] == "running"}
 
-    def monitor_pids(self, machine: Machine) -> list[int]:
+    def monitor_pids(self, machine: SshMachine) -> list[int]:
         """The PIDs of the conmon processes on ``machine`` (one per container)."""
         out = machine.run("pgrep -x conmon").stdout
         return sorted(int(p) for p in out.split())
 
-    def etcdctl(self, machine: Machine, *args: str) -> str:
+    def etcdctl(self, machine: SshMachine, *args: str) -> str:
         endpoints = ",".join(f"https://{m.ip}:2379" for m in self.nodes)
         pki = "/etc/berth/pki"
+        # etcdctl's 5 s command timeout is short for a TLS handshake on a loaded TCG VM.
+        wait = f"{10 * self.patience:.0f}s"
         return machine.check(
-            f"ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={pki}/ca.crt "
+            f"ETCDCTL_API=3 etcdctl --dial-timeout={wait} --command-timeout={wait} "
+            f"--endpoints={endpoints} --cacert={pki}/ca.crt "
             f"--cert={pki}/etcd-{machine.name}.crt --key={pki}/etcd-{machine.name}.key "
             + " ".join(args) + " 2>&1")

@@ -41,14 +41,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.lan import Lan, SshMachine, sh
+
 LAN = "10.232.0"
 BOOT_TIMEOUT = 180.0
 UNIFIED = Path("/sys/fs/cgroup/unified")     # this host: cgroup2 beside the v1 controllers
 NAMED = Path("/sys/fs/cgroup/systemd")       # and the name=systemd v1 hierarchy
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def _cgroup_roots() -> list[Path]:
@@ -85,23 +83,13 @@ def _kill_cgroup_tree(top: Path) -> None:
 
 
 @dataclass
-class Machine:
-    """One nspawn machine: ``run`` a shell command in it as root over SSH."""
+class Machine(SshMachine):
+    """One nspawn machine: ``run`` a shell command in it as root over SSH (tests/vm/lan.py)."""
 
-    name: str                   # node1, node2, ...: also its hostname
-    index: int
-    tree: Path
-    key: Path
-    netns: str
-    workdir: Path
-    cgroup: str                 # relative cgroup path, the same in each hierarchy
-    proc: subprocess.Popen[bytes] | None = None
-    mounted: bool = False
-    booted_in: float = 0.0
-
-    @property
-    def ip(self) -> str:
-        return f"{LAN}.{10 + self.index}"
+    tree: Path = field(kw_only=True)
+    workdir: Path = field(kw_only=True)
+    cgroup: str = field(kw_only=True)      # relative cgroup path, the same in each hierarchy
+    mounted: bool = field(default=False, init=False)
 
     @property
     def hostif(self) -> str:
@@ -137,8 +125,7 @@ class Machine:
         procs = " ".join(str(top / self.cgroup / "cgroup.procs") for top in _cgroup_roots())
         # The shell moves itself into the machine's cgroups, then becomes nspawn (same PID).
         script = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
-        argv = [
-            "nsenter", f"--net=/run/netns/{self.netns}",
+        argv = self.lan.enter(
             "setpriv", "--pdeathsig", "KILL",
             "sh", "-c", script, "nspawn",
             "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
@@ -146,8 +133,7 @@ class Machine:
             f"--network-veth-extra={self.hostif}:eth0", "--console=read-only",
             # The agent's overlayfs rootfs mounts cannot take an upper layer on the
             # machine's own overlay root: its state lives on the host's filesystem.
-            f"--bind={self.base / 'state'}:/var/lib/berth",
-        ]
+            f"--bind={self.base / 'state'}:/var/lib/berth")
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1", "SYSTEMD_SECCOMP": "0"}
         with self.console.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -155,35 +141,7 @@ class Machine:
 
     def plug(self) -> bool:
         """Put the host end of the machine's veth on br0 once nspawn made it."""
-        done = sh("ip", "-n", self.netns, "link", "set", self.hostif, "master", "br0", "up",
-                  check=False)
-        return done.returncode == 0
-
-    def ssh_argv(self, command: str) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}",
-                "ssh", "-F", "/dev/null", "-i", str(self.key), "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{self.ip}", command]
-
-    def run(self, command: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.ssh_argv(command), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-
-    def check(self, command: str, *, timeout: float = 300) -> str:
-        done = self.run(command, timeout=timeout)
-        assert done.returncode == 0, (
-            f"{self.name}: `{command}` exited {done.returncode}\n"
-            f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}")
-        return done.stdout
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def console_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no console log)"
+        return self.lan.plug(self.hostif)
 
     def stop(self) -> None:
         """Power off by nspawn's PID (SIGTERM: an orderly shutdown), SIGKILL after 30 s,
@@ -214,34 +172,27 @@ class MachineSet:
     key: Path
     count: int
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    kind: str = "nspawn machines"
     workdir: Path = field(init=False)
-    made_netns: bool = False
+    lan: Lan = field(init=False)
     machines: list[Machine] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"berth-deploy-{self.tag}-"))
-
-    @property
-    def netns(self) -> str:
-        return f"bdp-{self.tag}"
+        self.lan = Lan(f"bdp-{self.tag}", LAN)
 
     @property
     def cgroup_top(self) -> str:
         return f"berth-deploy-{self.tag}"
 
     def enter(self, *argv: str) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
+        return self.lan.enter(*argv)
 
     def boot(self) -> list[Machine]:
-        sh("ip", "netns", "add", self.netns)
-        self.made_netns = True
-        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.netns, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.netns, "link", "set", "br0", "up")
-        sh("ip", "-n", self.netns, "addr", "add", f"{LAN}.1/24", "dev", "br0")
+        self.lan.create()
         self.machines = [
-            Machine(f"node{i}", i, self.tree, self.key, self.netns, self.workdir,
-                    f"{self.cgroup_top}/node{i}")
+            Machine(f"node{i}", i, self.lan, self.key, tree=self.tree, workdir=self.workdir,
+                    cgroup=f"{self.cgroup_top}/node{i}")
             for i in range(1, self.count + 1)]
         started = time.monotonic()
         for machine in self.machines:
@@ -279,9 +230,7 @@ class MachineSet:
                 print(f"{machine.name}: stop failed: {exc}", file=sys.stderr)
         for top in _cgroup_roots():
             _kill_cgroup_tree(top / self.cgroup_top)
-        if self.made_netns:
-            sh("ip", "netns", "del", self.netns, check=False)
-            self.made_netns = False
+        self.lan.delete()
         if any(m.mounted for m in self.machines):
             print(f"overlays still mounted under {self.workdir}", file=sys.stderr)
             return

@@ -1,4 +1,5 @@
-"""Issue 9's must-show on three systemd-nspawn machines: ansible/site.yml deploys berth
+"""Issue 9's must-show on three machines (systemd-nspawn in CI, qemu VMs by
+scripts/vm-test.sh; tests/deploy/conftest.py): ansible/site.yml deploys berth
 from scratch, then etcd, systemd, overlay pings by name, idempotence, live-restore across
 an agent restart, an etcd member down, an upgrade that restarts no container, and a
 certificate renewal that restarts only the daemon whose certificate changed.
@@ -106,7 +107,7 @@ def test_playbook_deploys_from_scratch(deployment: Deployment, tmp_path: Path) -
             "active" or machine is node1
 
     wait_until("3 nodes Ready", lambda: deployment.ctl(
-        "get", "nodes").stdout.count("Ready") == 3, timeout=120)
+        "get", "nodes").stdout.count("Ready") == 3, timeout=120 * deployment.patience)
     stranger = deployment.ctl("get", "nodes", admin=False, check=False)
     assert stranger.returncode != 0, f"the controller served a client without a certificate:" \
         f"\n{stranger.stdout}"
@@ -114,7 +115,8 @@ def test_playbook_deploys_from_scratch(deployment: Deployment, tmp_path: Path) -
     deployment.ctl("image", "load", str(tar))
     manifest = tmp_path / "appnet.yaml"
     manifest.write_text(MANIFEST)
-    deployment.ctl("apply", "-f", str(manifest), "--wait", timeout=600)
+    deployment.ctl("apply", "-f", str(manifest), "--wait",
+                   "--timeout", str(180 * deployment.patience), timeout=600 * deployment.patience)
     rows = deployment.containers()
     assert {n: rows[n]["state"] for n in WEB} == dict.fromkeys(WEB, "running"), rows
     assert {rows[n]["node"] for n in WEB} == {m.name for m in deployment.nodes}, rows
@@ -126,7 +128,8 @@ def test_all_six_ordered_pairs_ping_by_name(deployment: Deployment) -> None:
                               check=False).returncode == 0
 
     for src, dst in itertools.permutations(WEB, 2):
-        wait_until(f"{src} pings {dst}", functools.partial(pings, src, dst), timeout=60)
+        wait_until(f"{src} pings {dst}", functools.partial(pings, src, dst),
+                   timeout=60 * deployment.patience)
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
@@ -153,7 +156,7 @@ def test_agent_restart_keeps_containers(deployment: Deployment) -> None:
     assert deployment.container_pids(node2) == before
     assert deployment.monitor_pids(node2) == monitors
     wait_until("3 nodes Ready", lambda: deployment.ctl(
-        "get", "nodes").stdout.count("Ready") == 3, timeout=120)
+        "get", "nodes").stdout.count("Ready") == 3, timeout=120 * deployment.patience)
     assert deployment.container_pids(node2) == before
 
 
@@ -164,12 +167,15 @@ def test_one_etcd_member_down_still_serves_applies(deployment: Deployment,
     try:
         manifest = tmp_path / "extra.yaml"
         manifest.write_text(EXTRA.format(name="while-etcd3-down"))
-        deployment.ctl("apply", "-f", str(manifest), "--wait", timeout=300)
+        deployment.ctl("apply", "-f", str(manifest), "--wait",
+                       "--timeout", str(180 * deployment.patience),
+                       timeout=300 * deployment.patience)
         assert deployment.containers()["while-etcd3-down-1"]["state"] == "running"
     finally:
         node3.check("systemctl start etcd")
     wait_until("etcd healthy again", lambda: deployment.etcdctl(
-        deployment.nodes[0], "endpoint", "health").count("is healthy") == 3, timeout=120)
+        deployment.nodes[0], "endpoint", "health").count("is healthy") == 3,
+        timeout=120 * deployment.patience)
 
 
 def served_serial(deployment: Deployment, address: str) -> int:
@@ -213,10 +219,11 @@ def test_renewal_by_playbook_restarts_only_the_renewed_agent(deployment: Deploym
     assert {n: after[n] for n in ("node1", "node3")} == \
         {n: daemons[n] for n in ("node1", "node3")}
     wait_until("node2's agent serves its renewed certificate",
-               lambda: served_serial(deployment, address) == new, timeout=120)
+               lambda: served_serial(deployment, address) == new,
+               timeout=120 * deployment.patience)
     assert all_container_pids(deployment) == before
     wait_until("3 nodes Ready", lambda: deployment.ctl(
-        "get", "nodes").stdout.count("Ready") == 3, timeout=120)
+        "get", "nodes").stdout.count("Ready") == 3, timeout=120 * deployment.patience)
 
 
 def _source_with_version(dest: Path, version: str) -> Path:
@@ -258,5 +265,4 @@ def test_upgrade_by_playbook_restarts_no_container(deployment: Deployment,
     assert {m.name: deployment.monitor_pids(m) for m in deployment.nodes} == monitors
     wait_until("web-1 pings web-3 after the upgrade", lambda: deployment.ctl(
         "exec", "web-1", "--", "ping", "-c1", "-W2", "web-3", check=False).returncode == 0,
-        timeout=120)
-
+        timeout=120 * deployment.patience)

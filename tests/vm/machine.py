@@ -2,17 +2,18 @@
 deployment tests): Debian 12 with Debian's own kernel, booted from the image that
 scripts/vm-image.sh builds. tests/vm/conftest.py turns this into fixtures.
 
-Shape. ``VmCluster`` makes one network namespace, ``bvm-<random>``, holding two Linux
-bridges: ``br0``, the management LAN (10.231.0.1/24 in the namespace, VM n at 10.231.0.1n,
-its eth0) and ``br1``, a trunk with no address (every VM's eth1, up, no address: the
-VLAN tests tag frames on it). Each VM NIC is a tap on one of them, and qemu runs inside the
-namespace (``nsenter --net``) so it can open its taps. Nothing of this touches the root
-namespace: no veth out, no route, no NAT, so the VMs reach each other and the namespace,
-nothing else. SSH to the VMs runs from inside the namespace too.
+Shape. ``VmCluster`` makes one network namespace, ``bvm-<random>`` (a ``Lan``,
+tests/vm/lan.py), holding ``br0``, the management LAN (10.231.0.1/24 in the namespace, VM n
+at 10.231.0.1n, its eth0) and, with ``trunk``, ``br1``, a bridge with no address (every VM's
+eth1, up, no address: the VLAN tests tag frames on it). Each VM NIC is a tap on one of
+them, and qemu runs inside the namespace (``nsenter --net``) so it can open its taps. SSH
+to the VMs runs from inside the namespace too (``SshMachine``, shared with the nspawn
+machines of tests/deploy).
 
-Boot. qemu with TCG (this machine has no usable KVM), ``-kernel``/``-initrd`` from the
-image, root on a copy-on-write qcow2 overlay per VM, so the cached image is never written
-and every cluster starts from the same clean disk. Each VM's serial console goes to a file.
+Boot. qemu with KVM if a probe boot succeeded, else TCG (tests/vm/accel.py),
+``-kernel``/``-initrd`` from the image, root on a copy-on-write qcow2 overlay per VM, so
+the cached image is never written and every cluster starts from the same clean disk. Each
+VM's serial console goes to a file.
 qemu carries ``setpriv --pdeathsig KILL``: if the test process dies, its VMs die with it.
 
 Teardown. ``destroy`` kills the qemu processes it started, by PID, deletes the namespace
@@ -23,6 +24,7 @@ directory with the console logs and names it on stderr.
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import shutil
 import subprocess
@@ -36,6 +38,8 @@ from pathlib import Path
 import pytest
 
 from tests import needs
+from tests.vm.accel import Accel, choose
+from tests.vm.lan import Lan, SshMachine, sh
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SCRIPT = REPO / "scripts" / "vm-image.sh"
@@ -86,63 +90,18 @@ def build_image() -> VmImage:
     return image
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=60)
-
-
 @dataclass
-class Switch:
-    """The namespace the VMs' NICs are plugged into (br0: management, br1: trunk)."""
+class Vm(SshMachine):
+    """One qemu VM: ``run`` a shell command in it as root over SSH (tests/vm/lan.py)."""
 
-    netns: str
-    made: bool = False
-
-    @property
-    def path(self) -> str:
-        return f"/run/netns/{self.netns}"
+    image: VmImage = field(kw_only=True)
+    workdir: Path = field(kw_only=True)
+    accel: Accel = field(kw_only=True)
+    memory_mb: int = field(default=MEMORY_MB, kw_only=True)
 
     @property
-    def gateway(self) -> str:
-        return f"{MGMT}.1"
-
-    def create(self) -> None:
-        sh("ip", "netns", "add", self.netns)
-        self.made = True
-        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
-        for bridge in ("br0", "br1"):
-            sh("ip", "-n", self.netns, "link", "add", bridge, "type", "bridge")
-            sh("ip", "-n", self.netns, "link", "set", bridge, "up")
-        sh("ip", "-n", self.netns, "addr", "add", f"{self.gateway}/24", "dev", "br0")
-
-    def tap(self, name: str, bridge: str) -> None:
-        sh("ip", "-n", self.netns, "tuntap", "add", "dev", name, "mode", "tap")
-        sh("ip", "-n", self.netns, "link", "set", name, "master", bridge, "up")
-
-    def enter(self, *argv: str) -> list[str]:
-        """argv run inside the namespace (nsenter execs it: same PID)."""
-        return ["nsenter", f"--net={self.path}", *argv]
-
-    def delete(self) -> None:
-        if self.made:
-            sh("ip", "netns", "del", self.netns, check=False)
-            self.made = False
-
-
-@dataclass
-class Vm:
-    """One qemu VM: ``run`` a shell command in it as root over SSH."""
-
-    name: str                  # vm1, vm2, ...: also its hostname
-    index: int
-    image: VmImage
-    switch: Switch
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    booted_in: float = 0.0     # seconds from qemu start to SSH answering
-
-    @property
-    def ip(self) -> str:
-        return f"{MGMT}.{10 + self.index}"
+    def switch(self) -> Lan:
+        return self.lan
 
     @property
     def console(self) -> Path:
@@ -160,17 +119,19 @@ class Vm:
         sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.rootfs),
            "-F", "qcow2", str(self.overlay))
         nics: list[str] = []
-        for nic, bridge in enumerate(("br0", "br1")):
-            self.switch.tap(self.tap(nic), bridge)
+        for nic, bridge in enumerate(("br0", *self.lan.extra)):
+            self.lan.tap(self.tap(nic), bridge)
             mac = f"52:54:00:{secrets.token_hex(1)}:{nic:02x}:{self.index:02x}"
             nics += ["-netdev", f"tap,id=n{nic},ifname={self.tap(nic)},script=no,downscript=no",
                      "-device", f"virtio-net-pci,netdev=n{nic},mac={mac},romfile="]
         append = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=5 "
-                  f"systemd.hostname={self.name} berth.eth0={self.ip}/24 berth.eth1=up")
-        argv = self.switch.enter(
+                  f"systemd.hostname={self.name} berth.eth0={self.ip}/24")
+        if self.lan.extra:
+            append += " berth.eth1=up"
+        argv = self.lan.enter(
             "setpriv", "--pdeathsig", "KILL",
-            "qemu-system-x86_64", "-name", self.name, "-accel", "tcg", "-cpu", "max",
-            "-smp", "1", "-m", str(MEMORY_MB), "-nodefaults", "-display", "none",
+            "qemu-system-x86_64", "-name", self.name, *self.accel.argv,
+            "-m", str(self.memory_mb), "-nodefaults", "-display", "none",
             "-no-reboot", "-serial", f"file:{self.console}",
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
             "-append", append,
@@ -180,41 +141,8 @@ class Vm:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT)
 
-    def ssh_argv(self, command: str) -> list[str]:
-        return self.switch.enter(
-            "ssh", "-F", "/dev/null", "-i", str(self.image.key), "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{self.ip}", command)
-
-    def run(self, command: str, *, stdin: bytes | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """``command`` in the VM's root shell; its exit status, stdout and stderr."""
-        done = subprocess.run(self.ssh_argv(command), input=stdin, capture_output=True,
-                              timeout=timeout, check=False)
-        return subprocess.CompletedProcess(done.args, done.returncode,
-                                           done.stdout.decode(errors="replace"),
-                                           done.stderr.decode(errors="replace"))
-
-    def check(self, command: str, *, timeout: float = 600) -> str:
-        """stdout of ``command``; an AssertionError with its output if it fails."""
-        done = self.run(command, timeout=timeout)
-        assert done.returncode == 0, (
-            f"{self.name}: `{command}` exited {done.returncode}\n"
-            f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}")
-        return done.stdout
-
     def answers(self) -> bool:
         return self.run("true", timeout=30).returncode == 0
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def console_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.console.read_text(errors="replace")
-        except OSError:
-            return "(no console log)"
-        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         """Kill this VM's qemu by PID (it has nothing to save: the overlay is thrown away)."""
@@ -245,22 +173,51 @@ def source_tarball(root: Path = REPO) -> bytes:
 
 @dataclass
 class VmCluster:
-    """``count`` VMs on one switch namespace; ``boot`` starts them all and waits for SSH."""
+    """``count`` VMs on one namespace; ``boot`` starts them all and waits for SSH.
+
+    The VMs are ``<prefix>1`` .. ``<prefix>N`` (also their hostnames) at
+    ``<subnet>.11`` .. on br0; with ``trunk`` each also has an eth1 on the bridge br1.
+    ``machines``, ``key`` and ``enter`` are what tests/deploy/control.py's ``Deployment``
+    uses, the same as tests/deploy/machines.py's ``MachineSet`` offers.
+    """
 
     image: VmImage
     count: int
-    switch: Switch = field(init=False)
+    prefix: str = "vm"
+    subnet: str = MGMT
+    trunk: bool = True
+    memory_mb: int = MEMORY_MB
+    switch: Lan = field(init=False)
     workdir: Path = field(init=False)
+    accel: Accel = field(init=False)
     vms: list[Vm] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        tag = secrets.token_hex(3)
-        self.switch = Switch(f"bvm-{tag}")
+        # scripts/vm-test.sh names its namespace, to check it is gone afterwards.
+        tag = os.environ.get("BERTH_VM_TAG") or secrets.token_hex(3)
+        self.switch = Lan(f"bvm-{tag}", self.subnet, ("br1",) if self.trunk else ())
         self.workdir = Path(tempfile.mkdtemp(prefix=f"berth-vm-{tag}-"))
 
+    @property
+    def machines(self) -> list[Vm]:
+        return self.vms
+
+    @property
+    def key(self) -> Path:
+        return self.image.key
+
+    @property
+    def kind(self) -> str:
+        return f"qemu VMs ({self.accel.name})"
+
+    def enter(self, *argv: str) -> list[str]:
+        return self.switch.enter(*argv)
+
     def boot(self) -> list[Vm]:
+        self.accel = choose(self.image)
         self.switch.create()
-        self.vms = [Vm(f"vm{i}", i, self.image, self.switch, self.workdir)
+        self.vms = [Vm(f"{self.prefix}{i}", i, self.switch, self.image.key, image=self.image,
+                       workdir=self.workdir, accel=self.accel, memory_mb=self.memory_mb)
                     for i in range(1, self.count + 1)]
         started = time.monotonic()
         for vm in self.vms:
@@ -301,7 +258,10 @@ class VmCluster:
         """Kill every VM, delete the namespace and the overlays; keep the console logs if
         asked. Each step runs even if one before it failed."""
         for vm in self.vms:
-            vm.stop()
+            try:
+                vm.stop()
+            except Exception as exc:  # the other VMs must still go
+                print(f"{vm.name}: stop failed: {exc}", file=sys.stderr)
         self.switch.delete()
         if not keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,9 +1,8 @@
 """macvlan on an 802.1q parent (``eth1.10``) for real: berth's driver on Debian's kernel, in
 qemu VMs (tests/vm/machine.py), because this machine's kernel has no 8021q module.
 
-What a user sees, asserted:
-- the VLAN part of tests/integration/test_macvlan_driver.py (test_vlan_parent) passes on a
-  kernel that has 802.1q, where it creates, shares, keeps and removes sub-interfaces;
+What a user sees, asserted (the VLAN part of tests/integration/test_macvlan_driver.py,
+test_vlan_parent, runs inside the deployed VM of tests/vm/test_deploy_vm.py):
 - across two VMs whose eth1 share one trunk: ``eth1.10`` is created with VLAN id 10 when
   missing, containers on it ping each other across the VMs, the frames on the trunk carry
   the 802.1q tag 10 (tcpdump), an untagged network on the same wire cannot reach them, an
@@ -54,19 +53,6 @@ def host_links(vm: Vm) -> set[str]:
 def ping(vm: Vm, container: str, ip: str) -> bool:
     done = vm.run(f"nsenter --net=/run/netns/{container} /bin/busybox ping -c 2 -W 5 {ip}")
     return done.returncode == 0
-
-
-def test_integration_vlan_test_on_a_kernel_with_8021q(vms: list[Vm]) -> None:
-    """test_vlan_parent decides by asking the kernel for a VLAN device; in the VM the kernel
-    makes one, so the test runs its create / share / keep-the-operator's / remove sequence."""
-    vm = vms[0]
-    vm.check("ip netns add probe && ip -n probe link add a0 type veth peer name b0 && "
-             "ip -n probe link add link a0 name a0.10 type vlan id 10; rc=$?; "
-             "ip netns del probe; exit $rc")
-    done = vm.run(f"cd {SOURCE} && {VENV_PYTHON} -m pytest -p no:cacheprovider -q "
-                  "tests/integration/test_macvlan_driver.py::test_vlan_parent", timeout=1200)
-    assert done.returncode == 0, f"in {vm.name}:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
-    assert "1 passed" in done.stdout
 
 
 def tagged_echo_request(vm: Vm, container: str, src: str, dst: str) -> str:
