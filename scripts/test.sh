@@ -16,5 +16,6 @@ echo "== vagrant validate"; (home=$(mktemp -d) && VAGRANT_HOME=$home vagrant val
 echo "== mypy --strict"; mypy berth agent controller clusterctl netplugins bench
 echo "== import-linter"; lint-imports
 echo "== generated protobuf code is fresh"; sh scripts/check-protos.sh
-# --durations: the slowest tests' times in every run (tests/deploy takes 7.5-14 minutes).
+# --durations: the slowest tests' times in every run (on an idle 2-core machine tests/deploy
+# takes about 13 minutes, tests/vm/test_deploy_vm.py about 10: its playbook runs under TCG).
 echo "== pytest"; pytest -p no:cacheprovider --durations=10 "$@" tests
