@@ -15,7 +15,6 @@ and left out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from collections.abc import Iterable
@@ -133,10 +132,9 @@ async def follow_peers(etcd: KeyValue, firewall: Firewall, ports: NodePorts,
                 log.info("closed to containers on %d hosts: %s", len(wanted.peers),
                          ", ".join(sorted(wanted.peers, key=ipaddress.IPv4Address)))
 
-    closer = asyncio.create_task(close_on_change(), name="node-ports-peers")
-    try:
+    # A failed firewall change ends the watch too (and the other way round): the agent's
+    # supervisor restarts both, from a fresh listing.
+    async with asyncio.TaskGroup() as group:
+        closer = group.create_task(close_on_change(), name="node-ports-peers")
         await follow_prefix(etcd, keyspace.NODES, replace, apply)
-    finally:
         closer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await closer

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from typing import Any
 
 import pytest
 
-from agent.nodeports import Peers, configured_ports, ipv4_host_of, port_of
+from agent.nodeports import Peers, configured_ports, follow_peers, ipv4_host_of, port_of
 from berth.etcd import DeleteEvent, KVMeta, Listing, PutEvent
 from berth.records import NodeRecord
+from netplugins.errors import KernelError
+from netplugins.firewall import NodePorts
+from tests.unit.agent.test_reconcile import FakeKV
 
 
 @pytest.mark.parametrize(("address", "port"), [
@@ -62,3 +67,23 @@ def test_peers_follow_node_records_and_ignore_hostile_addresses() -> None:
     peers.apply(DeleteEvent("/berth/nodes/h1", meta))
     peers.apply(PutEvent("/berth/nodes/h2", record("h2", "fd00::2"), meta))
     assert peers.addresses() == {"10.0.0.100"}
+
+
+class _BrokenFirewall:
+    """A firewall whose every change fails (nft gone, say): what follow_peers must not hide."""
+
+    node_ports: NodePorts | None = None
+
+    async def ensure_node_ports(self, ports: NodePorts) -> bool:
+        raise KernelError("nft -f - failed: no such file")
+
+
+async def test_a_failed_firewall_change_ends_follow_peers_so_it_is_restarted() -> None:
+    etcd = FakeKV()
+    await etcd.put("/berth/nodes/h2", NodeRecord(name="h2", address="10.0.0.2",
+                                                 agent_addr="10.0.0.2:7071").dumps())
+    firewall: Any = _BrokenFirewall()
+    with pytest.raises(ExceptionGroup) as caught:
+        async with asyncio.timeout(5):
+            await follow_peers(etcd, firewall, NodePorts(), frozenset())
+    assert caught.group_contains(KernelError)
