@@ -18,7 +18,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from agent.config import AgentConfig
 from berth import keyspace
@@ -29,13 +29,15 @@ from netplugins.firewall import Firewall, NodePorts
 log = logging.getLogger(__name__)
 
 
+def _split(address: str) -> SplitResult:
+    address = address.strip()
+    return urlsplit(address if "://" in address else f"//{address}")
+
+
 def port_of(address: str) -> int | None:
     """The port of ``HOST:PORT``, ``[V6]:PORT`` or ``scheme://HOST:PORT``; None if none."""
-    address = address.strip()
-    if not address:
-        return None
     try:
-        port = urlsplit(address if "://" in address else f"//{address}").port
+        port = _split(address).port
     except ValueError:
         return None
     return port if port else None
@@ -43,8 +45,7 @@ def port_of(address: str) -> int | None:
 
 def ipv4_host_of(address: str) -> str | None:
     """The host of such an address when it is a plain IPv4 address; else None."""
-    address = address.strip()
-    host = urlsplit(address if "://" in address else f"//{address}").hostname or ""
+    host = _split(address).hostname or ""
     try:
         return str(ipaddress.IPv4Address(host))
     except ValueError:

@@ -276,17 +276,24 @@ def _ensure_revocation_files(directory: Path) -> None:
         write_crl(directory)
 
 
-def issue(directory: Path, ident: Identity, sans: Sequence[San] = (),
-          days: int = LEAF_DAYS) -> Path:
-    """Make a key and a CA-signed certificate for ``ident``; refuse one that exists."""
+def check_can_issue(directory: Path, ident: Identity, sans: Sequence[San] = (),
+                    days: int = LEAF_DAYS) -> None:
+    """Raise PkiError unless ``issue`` would make ``ident`` (callers that must change
+    something else first ask before they do)."""
     check_days(days)
     if not is_pki_dir(directory):
         raise PkiError(f"{directory}: not a berth PKI directory (run clusterctl pki init)")
     if sans and not ident.server:
         raise PkiError(f"{ident.stem}: a client-only identity takes no SANs")
-    key_path, crt_path = directory / f"{ident.stem}.key", directory / f"{ident.stem}.crt"
-    if key_path.exists() or crt_path.exists():
+    if exists(directory, ident):
         raise PkiError(f"{ident.stem} exists in {directory}; use renew to re-sign it")
+
+
+def issue(directory: Path, ident: Identity, sans: Sequence[San] = (),
+          days: int = LEAF_DAYS) -> Path:
+    """Make a key and a CA-signed certificate for ``ident``; refuse one that exists."""
+    check_can_issue(directory, ident, sans, days)
+    key_path, crt_path = directory / f"{ident.stem}.key", directory / f"{ident.stem}.crt"
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _sign(directory, ident, key.public_key(), sans, days)
     _write_key(key_path, key)

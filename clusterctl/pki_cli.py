@@ -103,11 +103,7 @@ def add_node(
     """
     ident = pki.Identity("node", name)
     sans = pki.parse_sans(san)
-    pki.check_days(days)
-    if not pki.is_pki_dir(directory):
-        raise PkiError(f"{directory}: not a berth PKI directory (run clusterctl pki init)")
-    if pki.exists(directory, ident):
-        raise PkiError(f"{ident.stem} exists in {directory}; use renew to re-sign it")
+    pki.check_can_issue(directory, ident, sans, days)
     if etcd is not None:
         _etcd_users(directory, etcd, name, rbac.add_node)
     pki.issue(directory, ident, sans, days)
